@@ -1,0 +1,30 @@
+# `make test` and `make sweep` set up .venv when needed (idempotent), then run.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
+
+.PHONY: setup test test-fast sweep clean
+
+setup: $(STAMP)
+
+# torch comes first, pinned: these wheels are on this machine's disk; an unpinned torch would pull CUDA builds.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) torch==2.14.1 torchvision==0.29.1 2>&1 | grep -v "^WARNING: Location" || true
+	$(PIP) -e '.[test]' 2>&1 | grep -v "^WARNING: Location" || true
+	$(PY) -c "import torchmate_ray.lightning, ray"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+sweep: $(STAMP)
+	$(VENV)/bin/torchmate-train search_spaces/lenet_train.py
+
+clean:
+	rm -rf $(VENV) lightning_logs data *.egg-info
