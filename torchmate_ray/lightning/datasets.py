@@ -16,7 +16,7 @@ from PIL import Image
 from torch.utils.data import Dataset, random_split
 
 from torchmate_ray.lightning.datamodule import ConfigurableLightningDataModule
-from torchmate_ray.lightning.errors import ConfigError, describe
+from torchmate_ray.lightning.errors import ConfigError, describe, suggest
 from torchmate_ray.lightning.resolve import resolve_name
 
 log = logging.getLogger("torchmate_ray")
@@ -175,7 +175,7 @@ def check_root_train_signature(dataset_class: Any, kwargs: Mapping[str, Any]) ->
         for key in kwargs:
             if key not in accepted:
                 raise ConfigError(f"dataset.kwargs.{key}", f"unexpected argument '{key}' for "
-                                  f"{dataset_class.__name__}; remove it")
+                                  f"{dataset_class.__name__}{suggest(key, accepted) or '; remove it'}")
 
 
 def read_val_percentage(value: Any) -> float:

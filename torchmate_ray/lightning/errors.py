@@ -25,14 +25,11 @@ def join_path(*parts: object) -> str:
 
 
 def suggest(word: str, choices: Iterable[str]) -> str:
-    """``"; did you mean 'Adam'?"`` for the closest choice, or ``""`` when nothing is close."""
+    """``"; did you mean 'Adam'?"`` for the closest choice (case ignored), or ``""`` when nothing is close."""
     choices = list(choices)
     by_lower = {choice.lower(): choice for choice in choices}
-    close = difflib.get_close_matches(word.lower(), list(by_lower), n=3, cutoff=0.6)
-    if not close:
-        return ""
-    names = [f"'{by_lower[name]}'" for name in close]
-    return f"; did you mean {' or '.join(names)}?"
+    close = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=0.6)
+    return f"; did you mean '{by_lower[close[0]]}'?" if close else ""
 
 
 def describe(value: object) -> str:

@@ -3,6 +3,7 @@ come from the config, each through a hook that a subclass may override."""
 
 from __future__ import annotations
 
+import types
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -36,6 +37,23 @@ class ConfigurableLightningModule(pl.LightningModule):
         self.save_hyperparameters(self.configure_configuration(cfg))
         self._model = self.compile_model(self.configure_model())
         self.criteria = self.configure_criteria()
+        self._retire_configure_model()
+
+    def _retire_configure_model(self) -> None:
+        # Lightning (>= 2.1) calls a hook of the same name, configure_model(), at the start of every
+        # fit/validate/test to create layers late. Ours has already built the model: shadow it on the
+        # instance with Lightning's no-op, so Lightning neither calls it nor builds and discards a second
+        # model (which would also consume the seeded RNG).
+        self.__dict__["configure_model"] = types.MethodType(pl.LightningModule.configure_model, self)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("configure_model", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._retire_configure_model()
 
     # --- hooks -------------------------------------------------------------------------------
     def configure_configuration(self, cfg: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import pkgutil
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -53,7 +54,7 @@ def resolve_name(name: Any, slot: str, key_path: str) -> Any:
     if inspect.isclass(name) or inspect.isroutine(name):
         return name
     if not isinstance(name, str) or not name:
-        raise ConfigError(key_path, f"expected a {where.noun} name or class, got {describe(name)}; "
+        raise ConfigError(key_path, f"expected the {where.noun}'s name or class, got {describe(name)}; "
                           f"give a name such as {_example(slot)} or the class itself")
     if "." in name:
         return import_dotted(name, key_path)
@@ -86,7 +87,7 @@ def import_dotted(path: str, key_path: str) -> Any:
         for depth, attr in enumerate(parts[split:], start=split):
             if not hasattr(obj, attr):
                 where = ".".join(parts[:depth])
-                public = [n for n in dir(obj) if not n.startswith("_")]
+                public = [n for n in dir(obj) if not n.startswith("_")] + _submodule_names(obj)
                 hint = suggest(attr, public) or f"; check the spelling of '{attr}'"
                 raise ConfigError(key_path, f"'{where}' has no attribute '{attr}'{hint}")
             obj = getattr(obj, attr)
@@ -100,6 +101,10 @@ def list_names(slot: str) -> list[str]:
     for module in map(importlib.import_module, SLOTS[slot].modules):
         names.update(n for n, obj in vars(module).items() if not n.startswith("_") and inspect.isclass(obj))
     return sorted(names)
+
+
+def _submodule_names(obj: Any) -> list[str]:
+    return [info.name for info in pkgutil.iter_modules(getattr(obj, "__path__", []))]
 
 
 def _lookup(module: ModuleType, name: str) -> Any:
