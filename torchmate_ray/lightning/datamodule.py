@@ -177,9 +177,9 @@ class ConfigurableLightningDataModule(pl.LightningDataModule):
 
 
 def map_datasets(function: Callable[[Any], Any], dataset: Any) -> Any:
-    """``function`` applied to a dataset, or to each dataset of a list, tuple or dict of them."""
-    if isinstance(dataset, (list, tuple)):
+    """``function`` applied to a dataset, or to each dataset of a list, tuple or dict of Datasets."""
+    if isinstance(dataset, (list, tuple)) and dataset and all(isinstance(d, Dataset) for d in dataset):
         return [function(d) for d in dataset]
-    if isinstance(dataset, Mapping):
+    if isinstance(dataset, Mapping) and dataset and all(isinstance(d, Dataset) for d in dataset.values()):
         return {key: function(d) for key, d in dataset.items()}
     return function(dataset)
