@@ -1,7 +1,8 @@
-"""Command lines: ``torchmate-train CONFIG.py``. Parse, call the library, print, return an exit code.
+"""Command lines: ``torchmate-tune SPACE.py`` and ``torchmate-train CONFIG.py``.
 
-Exit codes: 0 done; 2 bad input (one line on stderr: ``<prog>: error: <key.path>: <why>; <fix>``,
-and nothing was started).
+Parse, call the library, print, return an exit code: 0 done (a sweep with no errored trial); 1 a sweep
+that finished with errored trials; 2 bad input (one line on stderr: ``<prog>: error: <key.path>: <why>;
+<fix>``, and nothing was started).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import argparse
 import sys
 from typing import Sequence
 
-EXIT_OK, EXIT_BAD_INPUT = 0, 2
+EXIT_OK, EXIT_TRIALS_ERRORED, EXIT_BAD_INPUT = 0, 1, 2
 
 
 def build_train_parser() -> argparse.ArgumentParser:
@@ -50,3 +51,71 @@ def train_main(argv: Sequence[str] | None = None) -> int:
 
 def train_entry() -> None:
     sys.exit(train_main())
+
+
+def build_tune_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="torchmate-tune",
+        description="Run an ASHA-scheduled Ray Tune sweep over a search-space file (a config with tune domains).")
+    parser.add_argument("space_file", help="Python file that defines `config` (with tune domains) and optionally `sweep`")
+    parser.add_argument("--num-samples", type=int, help="number of trials (default: sweep['num_samples'] or 10)")
+    parser.add_argument("--max-epochs", type=int, help="epochs per trial; also ASHA's max_t (sets training.max_epochs)")
+    parser.add_argument("--metric", help="metric to optimize, one the learner logs (e.g. val/accuracy)")
+    parser.add_argument("--mode", choices=["min", "max"], help="minimize or maximize --metric")
+    parser.add_argument("--scheduler", choices=["asha", "hyperband", "median", "pbt", "fifo"])
+    parser.add_argument("--search", dest="search_alg", choices=["random", "optuna"])
+    parser.add_argument("--workers-per-trial", type=int, dest="workers")
+    parser.add_argument("--cpus-per-worker", type=float)
+    parser.add_argument("--gpus-per-worker", type=float)
+    parser.add_argument("--max-concurrent", type=int, help="most trials at once (default: what the cluster holds)")
+    parser.add_argument("--address", help="join a running Ray cluster: auto or HOST:PORT (default: start a local Ray)")
+    parser.add_argument("--storage-path", help="where experiments live (default: ./ray_results)")
+    parser.add_argument("--name", help="experiment name (default: <space file>-<date>-<time>); reuse it with --resume")
+    parser.add_argument("--resume", action="store_true", help="continue the experiment --storage-path/--name")
+    parser.add_argument("--dry-run", action="store_true", help="print domains, settings and the resource plan; run nothing")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                        help="override a config value (a tune domain or a fixed value), repeatable")
+    return parser
+
+
+def tune_main(argv: Sequence[str] | None = None) -> int:
+    """``torchmate-tune SPACE.py [...]``: validate, plan, sweep, report."""
+    args = build_tune_parser().parse_args(argv)
+    from torchmate_ray.lightning.errors import ConfigError
+    from torchmate_ray.tune import report, space, sweep
+
+    settings = {key: getattr(args, key) for key in ("num_samples", "metric", "mode", "scheduler", "search_alg",
+                                                     "max_concurrent", "name", "storage_path", "address")}
+    resources = {key: getattr(args, key) for key in ("workers", "cpus_per_worker", "gpus_per_worker")
+                 if getattr(args, key) is not None}
+    try:
+        search_space = space.load_search_space(args.space_file, args.overrides, settings, args.max_epochs)
+        if resources:
+            search_space.settings = space.read_settings(
+                {**vars(search_space.settings), "resources": {**search_space.settings.resources, **resources}})
+        search_space.settings.name = search_space.settings.name or sweep.default_name(search_space)
+        space.validate_space(search_space)
+        plan = sweep.plan_sweep(search_space)
+        if args.dry_run:
+            print(space.describe_space(search_space, plan.describe()))
+            return EXIT_OK
+        print(f"experiment: {sweep.experiment_dir(search_space)}  (resume with --name {search_space.settings.name} --resume)",
+              flush=True)
+        run = sweep.run_sweep(search_space, plan, resume=args.resume)
+    except ConfigError as err:
+        print(f"torchmate-tune: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    rows = report.collect_rows(run.results, search_space)
+    summary = report.write_results(rows, search_space, run.experiment_dir, run.wall_seconds)
+    print(report.format_leaderboard(rows, search_space))
+    print(f"{summary['num_trials']} trials in {summary['wall_seconds']:.0f} s: {summary['trials']}; "
+          f"{summary['epochs_run']} of {summary['epoch_budget']} epochs run")
+    if summary["best_trial"]:
+        print(f"best: {summary['best_trial']} {summary['metric']} = {summary['best_value']:.4f}; "
+              f"torchmate-train {run.experiment_dir / 'best_config.py'}")
+    print(f"results: {run.experiment_dir}")
+    return EXIT_TRIALS_ERRORED if summary["trials"]["errored"] else EXIT_OK
+
+
+def tune_entry() -> None:
+    sys.exit(tune_main())

@@ -24,7 +24,7 @@ def load_python_file(path: str | Path) -> ModuleType:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(str(path), "no such file; check the path")
-    name = "torchmate_config_" + re.sub(r"\W", "_", path.stem)
+    name = module_name(path)
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
@@ -41,6 +41,11 @@ def load_python_file(path: str | Path) -> ModuleType:
     finally:
         sys.path.remove(str(path.resolve().parent))
     return module
+
+
+def module_name(path: str | Path) -> str:
+    """The name under which ``load_python_file`` registers the file's module in ``sys.modules``."""
+    return "torchmate_config_" + re.sub(r"\W", "_", Path(path).stem)
 
 
 def load_config_file(path: str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:

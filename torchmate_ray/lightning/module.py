@@ -97,6 +97,10 @@ class ConfigurableLightningModule(pl.LightningModule):
         """The work of every step; ``phase`` is ``train``, ``val``, ``test`` or ``predict``."""
         raise NotImplementedError(f"{type(self).__name__} must implement shared_step(batch, batch_idx, phase)")
 
+    def logged_metrics(self) -> set[str] | None:
+        """The metric names this learner logs (for checking a sweep's metric up front), or None if unknown."""
+        return None
+
     # --- Lightning entry points ----------------------------------------------------------------
     def configure_optimizers(self) -> Any:
         optimizers = self.configure_optimizers_only()

@@ -35,6 +35,13 @@ class SupervisedLearner(ConfigurableLightningModule):
         ks = (self.topk or [1]) if self.classification else []
         self.accuracy = nn.ModuleDict({f"{phase}_top{k}": MeanMetric() for phase in METRIC_PHASES for k in ks})
 
+    def logged_metrics(self) -> set[str]:
+        keys = {self.log_key(phase, "loss") for phase in METRIC_PHASES}
+        if self.classification:
+            postfixes = [f"@{k}" for k in self.topk] if self.topk else [None]
+            keys |= {self.log_key(phase, "accuracy", p) for phase in METRIC_PHASES for p in postfixes}
+        return keys
+
     def shared_step(self, batch: Any, batch_idx: int, phase: str) -> Any:
         if phase == "predict":
             return self(batch[0] if isinstance(batch, (list, tuple)) else batch)

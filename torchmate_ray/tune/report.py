@@ -1,0 +1,198 @@
+"""Sweep results: the leaderboard, summary.json, leaderboard.csv, best_config.py and a learning-curve plot."""
+
+from __future__ import annotations
+
+import csv
+import inspect
+import json
+import math
+import pprint
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torchmate_ray.lightning.files import module_name
+from torchmate_ray.tune.space import SearchSpace, find_domains
+
+
+@dataclass
+class TrialRow:
+    trial_id: str
+    status: str            # finished | stopped | errored
+    epochs: int
+    value: float | None    # the sweep metric at the trial's last epoch
+    params: dict[str, Any]
+    config: dict[str, Any] = field(repr=False)
+    curve: list[tuple[int, float]] = field(repr=False)
+    error: str | None = None
+
+
+def collect_rows(results: Any, space: SearchSpace) -> list[TrialRow]:
+    """One row per trial, ranked: best metric first, errored trials last."""
+    metric, max_epochs = space.settings.metric, space.max_epochs
+    varied = varied_paths(space.config)
+    rows = []
+    for result in results:
+        metrics = result.metrics or {}
+        epochs = int(metrics.get("training_iteration", 0) or 0)
+        status = "errored" if result.error else "finished" if epochs >= max_epochs else "stopped"
+        value = metrics.get(metric)
+        rows.append(TrialRow(
+            trial_id=str(metrics.get("trial_id") or Path(result.path).name), status=status, epochs=epochs,
+            value=float(value) if isinstance(value, (int, float)) and not math.isnan(value) else None,
+            params={path: get_path(result.config or {}, path) for path in varied},
+            config=result.config or {}, curve=learning_curve(result, metric),
+            error=_last_line(result.error) if result.error else None))
+    sign = -1 if space.settings.mode == "max" else 1
+    return sorted(rows, key=lambda r: (r.value is None, sign * r.value if r.value is not None else 0, r.trial_id))
+
+
+def varied_paths(config: Mapping[str, Any]) -> list[str]:
+    """Key paths of the config's domains as they appear in a trial's config (a domain inside a
+    choice's option, ``optimizer.<option 0>.cfg.lr``, is the trial's ``optimizer.cfg.lr``)."""
+    paths: list[str] = []
+    for path, _ in find_domains(config):
+        plain = ".".join(part for part in path.split(".") if not part.startswith("<option"))
+        if plain not in paths:
+            paths.append(plain)
+    return paths
+
+
+def get_path(config: Any, path: str) -> Any:
+    node = config
+    for part in path.split("."):
+        node = node[int(part)] if isinstance(node, (list, tuple)) else node.get(part) if isinstance(node, Mapping) else None
+    return node
+
+
+def learning_curve(result: Any, metric: str) -> list[tuple[int, float]]:
+    frame = result.metrics_dataframe
+    if frame is None or metric not in frame or "training_iteration" not in frame:
+        return []
+    return [(int(i), float(v)) for i, v in zip(frame["training_iteration"], frame[metric]) if v == v]
+
+
+def write_results(rows: list[TrialRow], space: SearchSpace, directory: Path, wall_seconds: float) -> dict[str, Any]:
+    """Write summary.json, leaderboard.csv, best_config.py and learning_curves.png; return the summary."""
+    directory.mkdir(parents=True, exist_ok=True)
+    best = next((r for r in rows if r.value is not None and r.status != "errored"), None)
+    counts = {status: sum(r.status == status for r in rows) for status in ("finished", "stopped", "errored")}
+    summary = {
+        "metric": space.settings.metric, "mode": space.settings.mode,
+        "best_trial": best.trial_id if best else None, "best_value": best.value if best else None,
+        "best_params": _plain(best.params) if best else None,
+        "trials": counts, "num_trials": len(rows),
+        "epochs_run": sum(r.epochs for r in rows), "epoch_budget": len(rows) * space.max_epochs,
+        "wall_seconds": round(wall_seconds, 1),
+        "errors": {r.trial_id: r.error for r in rows if r.error},
+    }
+    (directory / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_leaderboard_csv(rows, space, directory / "leaderboard.csv")
+    if best:
+        (directory / "best_config.py").write_text(render_best_config(best, space))
+    plot_learning_curves(rows, space, directory / "learning_curves.png")
+    return summary
+
+
+def write_leaderboard_csv(rows: list[TrialRow], space: SearchSpace, path: Path) -> None:
+    paths = varied_paths(space.config)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["rank", "trial_id", "status", "epochs", space.settings.metric, *paths])
+        for rank, row in enumerate(rows, start=1):
+            writer.writerow([rank, row.trial_id, row.status, row.epochs, "" if row.value is None else row.value,
+                             *(_short(row.params[p]) for p in paths)])
+
+
+def format_leaderboard(rows: list[TrialRow], space: SearchSpace, top: int = 10) -> str:
+    """The top trials as a fixed-width table: metric, epochs run, the hyperparameters that varied."""
+    paths = varied_paths(space.config)
+    header = ["#", "trial", "status", "epochs", space.settings.metric, *paths]
+    lines = [[str(rank), r.trial_id, r.status, str(r.epochs), "-" if r.value is None else f"{r.value:.4f}",
+              *(_short(r.params[p]) for p in paths)] for rank, r in enumerate(rows[:top], start=1)]
+    widths = [max(len(cell) for cell in column) for column in zip(header, *lines)]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in [header, *lines])
+
+
+def plot_learning_curves(rows: list[TrialRow], space: SearchSpace, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(8, 5))
+    best = rows[0].trial_id if rows else None
+    for row in rows:
+        if not row.curve:
+            continue
+        epochs, values = zip(*row.curve)
+        is_best = row.trial_id == best
+        axes.plot(epochs, values, marker="o", markersize=3, linewidth=2.5 if is_best else 1,
+                  alpha=1.0 if is_best else 0.35 if row.status == "stopped" else 0.7,
+                  label=f"best: {row.trial_id}" if is_best else None)
+    axes.set_xlabel("epoch")
+    axes.set_ylabel(space.settings.metric)
+    axes.set_title(f"{space.path.name}: {len(rows)} trials ({space.settings.mode} {space.settings.metric})")
+    axes.grid(alpha=0.3)
+    if best:
+        axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+# --- best_config.py ---------------------------------------------------------------------------
+class _Source:
+    """A value whose repr is Python source (for references to classes and functions)."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def render_best_config(best: TrialRow, space: SearchSpace) -> str:
+    """A runnable ``torchmate-train`` file holding the best trial's full config."""
+    imports: set[str] = set()
+    body = pprint.pformat(_as_source(best.config, space, imports), indent=1, width=100, sort_dicts=False)
+    header = [f'"""Best trial {best.trial_id} of {space.path.name}: {space.settings.metric} = {best.value:.4f} '
+              f'after {best.epochs} epochs.', "", f"Run it with: torchmate-train {'{this file}'}", '"""', ""]
+    lines = sorted(imports)
+    return "\n".join(header + lines + ([""] if lines else []) + [f"config = {body}", ""])
+
+
+def _as_source(value: Any, space: SearchSpace, imports: set[str]) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _as_source(v, space, imports) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_source(v, space, imports) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_as_source(v, space, imports) for v in value)
+    if inspect.isclass(value) or inspect.isroutine(value):
+        module = value.__module__
+        if module == module_name(space.path):
+            imports.add("from torchmate_ray.lightning.files import load_python_file")
+            imports.add(f"_space = load_python_file({str(space.path)!r})")
+            return _Source(f"_space.{value.__qualname__}")
+        imports.add(f"import {module}")
+        return _Source(f"{module}.{value.__qualname__}")
+    return value
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, Mapping) and "name" in value:
+        return str(getattr(value["name"], "__name__", value["name"]))
+    return str(getattr(value, "__name__", value))
+
+
+def _plain(params: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v if isinstance(v, (int, float, str, bool, type(None))) else _short(v) for k, v in params.items()}
+
+
+def _last_line(error: Any) -> str:
+    text = str(error).strip().splitlines()
+    return text[-1] if text else type(error).__name__

@@ -1,0 +1,288 @@
+"""Search-space files: the training config with Ray Tune domains at its leaves, and sweep settings.
+
+A search-space file defines ``config`` (any leaf may be ``tune.loguniform(...)``, ``tune.choice([...])``
+-- also over names or whole specs --, ``tune.randint``, ``tune.grid_search``, ``tune.sample_from``)
+and optionally ``sweep``, a dict of :class:`SweepSettings` fields.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import difflib
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ray.tune.search.sample import Categorical, Domain, Float, Function, Integer, Quantized
+from ray.tune.search.variant_generator import generate_variants
+
+from torchmate_ray.lightning.build import copy_config
+from torchmate_ray.lightning.configure import check_config, configure_model_data, configure_trainer
+from torchmate_ray.lightning.errors import ConfigError, describe, join_path, suggest
+from torchmate_ray.lightning.files import apply_overrides, load_python_file
+
+SCHEDULERS = ("asha", "hyperband", "median", "pbt", "fifo")
+SEARCHERS = ("random", "optuna")
+MODES = ("min", "max")
+RESOURCE_KEYS = ("workers", "cpus_per_worker", "gpus_per_worker")
+
+
+@dataclass
+class SweepSettings:
+    """How a sweep runs. Set in the file's ``sweep`` dict; command-line flags override it."""
+
+    metric: str = "val/loss"
+    mode: str = "min"
+    num_samples: int = 10
+    scheduler: Any = "asha"            # a name from SCHEDULERS, or {"name": ..., "cfg": {...}}
+    search_alg: Any = "random"         # a name from SEARCHERS, or {"name": ..., "cfg": {...}}
+    resources: dict[str, Any] = field(default_factory=lambda: {"workers": 1, "cpus_per_worker": 1,
+                                                               "gpus_per_worker": 0})
+    max_concurrent: int | None = None
+    name: str | None = None
+    storage_path: str = "./ray_results"
+    max_failures: int = 0
+    checkpoints_to_keep: int = 2
+    address: str | None = None
+
+
+@dataclass
+class SearchSpace:
+    """A loaded search-space file: where it came from, its config with domains, and its settings."""
+
+    path: Path
+    config: dict[str, Any]
+    settings: SweepSettings
+
+    @property
+    def domains(self) -> list[tuple[str, Any]]:
+        return find_domains(self.config)
+
+    @property
+    def max_epochs(self) -> int:
+        training = self.config.get("training") or {}
+        epochs = training.get("max_epochs") if isinstance(training, Mapping) else None
+        if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+            raise ConfigError("training.max_epochs", f"a sweep needs a fixed number of epochs, got {describe(epochs)}; "
+                              f"set training.max_epochs (or --max-epochs)")
+        return epochs
+
+
+def load_search_space(path: str | Path, overrides: Sequence[str] = (), settings: Mapping[str, Any] | None = None,
+                      max_epochs: int | None = None) -> SearchSpace:
+    """Load ``path``, apply ``--set`` overrides to its config and ``settings`` over its ``sweep`` dict.
+
+    Raises:
+        ConfigError: for a missing or broken file, a missing ``config`` or a bad sweep setting.
+    """
+    module = load_python_file(path)
+    if not hasattr(module, "config"):
+        raise ConfigError(str(path), "defines no 'config'; add config = {...} with tune domains at the leaves")
+    config = copy_config(module.config)
+    if not isinstance(config, Mapping):
+        raise ConfigError(f"{path}: config", f"expected a dict or DotMap, got {describe(config)}; define config = {{...}}")
+    config = apply_overrides(config, overrides)
+    if max_epochs is not None:
+        config = apply_overrides(config, [f"training.max_epochs={max_epochs}"])
+    file_settings = copy_config(getattr(module, "sweep", {}) or {})
+    if not isinstance(file_settings, Mapping):
+        raise ConfigError("sweep", f"expected a dict of sweep settings, got {describe(file_settings)}; "
+                          f"write sweep = {{'metric': 'val/accuracy', 'mode': 'max'}}")
+    merged = {**file_settings, **{k: v for k, v in (settings or {}).items() if v is not None}}
+    return SearchSpace(Path(path).resolve(), config, read_settings(merged))
+
+
+def read_settings(values: Mapping[str, Any]) -> SweepSettings:
+    """SweepSettings from a dict, every key and value checked (errors name ``sweep.<key>``)."""
+    known = [f.name for f in dataclasses.fields(SweepSettings)]
+    for key in values:
+        if key not in known:
+            raise ConfigError(f"sweep.{key}", f"unknown sweep setting{suggest(key, known) or '; use one of ' + ', '.join(known)}")
+    settings = SweepSettings(**{k: v for k, v in values.items() if k != "resources"})
+    settings.resources = {**SweepSettings().resources, **_read_resources(values.get("resources") or {})}
+    _check_settings(settings)
+    return settings
+
+
+def _read_resources(resources: Any) -> dict[str, Any]:
+    if not isinstance(resources, Mapping):
+        raise ConfigError("sweep.resources", f"expected a dict, got {describe(resources)}; write "
+                          f"{{'cpus_per_worker': 1, 'gpus_per_worker': 0}}")
+    for key in resources:
+        if key not in RESOURCE_KEYS:
+            raise ConfigError(f"sweep.resources.{key}", f"unknown resource{suggest(key, RESOURCE_KEYS) or '; use one of ' + ', '.join(RESOURCE_KEYS)}")
+    return dict(resources)
+
+
+def _check_settings(s: SweepSettings) -> None:
+    if s.mode not in MODES:
+        raise ConfigError("sweep.mode", f"expected 'min' or 'max', got {describe(s.mode)}; use --mode min|max")
+    _check_name(s.scheduler, SCHEDULERS, "sweep.scheduler")
+    _check_name(s.search_alg, SEARCHERS, "sweep.search_alg")
+    for key, minimum in (("num_samples", 1), ("max_failures", -1), ("checkpoints_to_keep", 1)):
+        value = getattr(s, key)
+        if not _is_int(value) or value < minimum:
+            raise ConfigError(f"sweep.{key}", f"expected an int >= {minimum}, got {describe(value)}; fix it")
+    if s.max_concurrent is not None and (not _is_int(s.max_concurrent) or s.max_concurrent < 1):
+        raise ConfigError("sweep.max_concurrent", f"expected an int >= 1, got {describe(s.max_concurrent)}; fix it")
+    r = s.resources
+    if not _is_int(r["workers"]) or r["workers"] < 1:
+        raise ConfigError("sweep.resources.workers", f"expected an int >= 1, got {describe(r['workers'])}; use e.g. 1")
+    for key in ("cpus_per_worker", "gpus_per_worker"):
+        if isinstance(r[key], bool) or not isinstance(r[key], (int, float)) or r[key] < 0:
+            raise ConfigError(f"sweep.resources.{key}", f"expected a number >= 0, got {describe(r[key])}; use e.g. 1")
+    if r["cpus_per_worker"] == 0 and r["gpus_per_worker"] == 0:
+        raise ConfigError("sweep.resources", "a trial needs some CPU or GPU; set cpus_per_worker > 0")
+    if not isinstance(s.metric, str) or not s.metric:
+        raise ConfigError("sweep.metric", f"expected a logged metric name, got {describe(s.metric)}; use e.g. 'val/loss'")
+
+
+def _check_name(value: Any, names: Sequence[str], key_path: str) -> None:
+    name = value.get("name") if isinstance(value, Mapping) else value
+    if name not in names:
+        raise ConfigError(key_path, f"unknown choice {describe(name)}{suggest(str(name), names) or ''}; "
+                          f"use one of {', '.join(names)}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# --- domains ----------------------------------------------------------------------------------
+def is_domain(value: Any) -> bool:
+    """A Ray Tune domain object, or a ``{"grid_search": [...]}`` dict."""
+    return isinstance(value, Domain) or (isinstance(value, Mapping) and list(value) == ["grid_search"])
+
+
+def find_domains(cfg: Any, key_path: str = "") -> list[tuple[str, Any]]:
+    """``(key path, domain)`` for every domain in ``cfg``, at any depth, inside dicts and lists.
+
+    Domains nested in a ``tune.choice``'s options are listed under the choice's path.
+    """
+    if is_domain(cfg):
+        found = [(key_path, cfg)]
+        options = cfg.categories if isinstance(cfg, Categorical) else cfg.get("grid_search", []) \
+            if isinstance(cfg, Mapping) else []
+        for i, option in enumerate(options):
+            found += find_domains(option, join_path(key_path, f"<option {i}>"))
+        return found
+    if isinstance(cfg, Mapping):
+        return [d for key, value in cfg.items() for d in find_domains(value, join_path(key_path, key))]
+    if isinstance(cfg, (list, tuple)):
+        return [d for i, value in enumerate(cfg) for d in find_domains(value, join_path(key_path, i))]
+    return []
+
+
+def describe_domain(domain: Any) -> str:
+    """``loguniform(0.0001, 0.1)``, ``choice(['Adam', 'SGD'])``, ``grid_search([32, 64])``, ..."""
+    if isinstance(domain, Mapping):
+        return f"grid_search({_short(domain['grid_search'])})"
+    if isinstance(domain, Categorical):
+        return f"choice({_short(domain.categories)})"
+    if isinstance(domain, Function):
+        return f"sample_from({getattr(domain.func, '__name__', 'function')})"
+    sampler = domain.get_sampler()
+    q = f", q={sampler.q}" if isinstance(sampler, Quantized) else ""
+    base = sampler.sampler if isinstance(sampler, Quantized) else sampler
+    kind = type(base).__name__.lstrip("_").lower()
+    if isinstance(domain, Integer):
+        kind = {"uniform": "randint", "loguniform": "lograndint"}.get(kind, kind)
+    if kind == "normal":
+        return f"randn({base.mean}, {base.sd}{q})"
+    return f"{kind}({domain.lower}, {domain.upper}{q})"
+
+
+def _short(values: Any) -> str:
+    text = repr([_name(v) for v in values])
+    return text if len(text) <= 80 else text[:77] + "...]"
+
+
+def _name(value: Any) -> Any:
+    if isinstance(value, Mapping) and "name" in value:
+        return f"{{name: {_name(value['name'])}, ...}}"
+    return getattr(value, "__name__", value)
+
+
+# --- validation -------------------------------------------------------------------------------
+def sample_configs(config: Mapping[str, Any], seed: int = 0) -> list[dict[str, Any]]:
+    """Concrete configs that between them take every option of every choice and grid at least once."""
+    widest = max([len(d.categories) for _, d in find_domains(config) if isinstance(d, Categorical)]
+                 + [len(d["grid_search"]) for _, d in find_domains(config) if isinstance(d, Mapping)] + [1])
+    samples = []
+    for k in range(max(widest, 2)):
+        variants = generate_variants(copy_config(_pick_options(config, k)), constant_grid_search=True,
+                                     random_state=seed + k)
+        samples.append(next(variants)[1])
+    return samples
+
+
+def _pick_options(cfg: Any, k: int) -> Any:
+    """``cfg`` with each choice and grid replaced by its k-th option (cycling), other domains kept."""
+    if isinstance(cfg, Categorical):
+        return _pick_options(cfg.categories[k % len(cfg.categories)], k)
+    if isinstance(cfg, Mapping) and list(cfg) == ["grid_search"]:
+        return _pick_options(cfg["grid_search"][k % len(cfg["grid_search"])], k)
+    if isinstance(cfg, Domain):
+        return cfg
+    if isinstance(cfg, Mapping):
+        return {key: _pick_options(value, k) for key, value in cfg.items()}
+    if isinstance(cfg, list):
+        return [_pick_options(value, k) for value in cfg]
+    return cfg
+
+
+def validate_space(space: SearchSpace) -> list[dict[str, Any]]:
+    """Build every sampled config (names, signatures, data module, learner, trainer) without training,
+    and check that the sweep's metric is one the learner logs. Returns the sampled configs.
+    """
+    space.max_epochs  # a fixed epoch budget is required
+    samples = sample_configs(space.config)
+    with quiet_lightning():
+        for sample in samples:
+            check_config(sample)
+            model, _ = configure_model_data(sample)
+            configure_trainer(sample, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+            check_metric(space.settings.metric, model)
+    return samples
+
+
+@contextlib.contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Silence Lightning's info lines ("GPU available: ...", tips) while configs are only being checked."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric", "lightning")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def check_metric(metric: str, model: Any) -> None:
+    """Refuse a sweep metric the learner does not log (ray#14159: trials would fail at their first report)."""
+    logged = model.logged_metrics() if hasattr(model, "logged_metrics") else None
+    if logged is None or metric in logged:
+        return
+    close = difflib.get_close_matches(metric, sorted(logged), n=1, cutoff=0.5)
+    hint = f"did you mean '{close[0]}'?" if close else f"use one of {', '.join(sorted(logged))}"
+    raise ConfigError("sweep.metric", f"'{metric}' is not logged by {type(model).__name__} (it logs "
+                      f"{', '.join(sorted(logged))}); {hint}")
+
+
+def describe_space(space: SearchSpace, plan_lines: Sequence[str]) -> str:
+    """What ``--dry-run`` prints: the domains by key path, the sweep settings and the resource plan."""
+    domains = space.domains
+    width = max([len(path) for path, _ in domains] + [0])
+    lines = [f"search space: {space.path}", f"domains ({len(domains)}):"]
+    lines += [f"  {path:<{width}}  {describe_domain(domain)}" for path, domain in domains] or ["  (none)"]
+    lines.append("sweep:")
+    lines += [f"  {key}: {value}" for key, value in dataclasses.asdict(space.settings).items()]
+    lines.append(f"  max_epochs: {space.max_epochs}")
+    lines.append("resources:")
+    lines += [f"  {line}" for line in plan_lines]
+    return "\n".join(lines)

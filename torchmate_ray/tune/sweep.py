@@ -1,0 +1,180 @@
+"""Tuner assembly: the scheduler (ASHA by default), the searcher, resources, storage, restore."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import tune
+from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
+from ray.tune.search.sample import Categorical, Function
+
+from torchmate_ray.lightning.build import call_checked
+from torchmate_ray.lightning.configure import configure_data
+from torchmate_ray.lightning.errors import ConfigError
+from torchmate_ray.lightning.files import module_name
+from torchmate_ray.tune.resources import ResourcePlan, cluster_nodes, local_nodes, plan_resources
+from torchmate_ray.tune.space import SearchSpace, find_domains, sample_configs
+from torchmate_ray.tune.trial import train_trial
+
+TIME_ATTR = "training_iteration"  # one report per epoch: ASHA's rungs are epochs
+
+
+@dataclass
+class SweepRun:
+    """What a finished sweep hands to the report: Ray's results and where they live."""
+
+    results: Any
+    experiment_dir: Path
+    plan: ResourcePlan
+    wall_seconds: float
+
+
+def experiment_dir(space: SearchSpace) -> Path:
+    return Path(space.settings.storage_path).expanduser().resolve() / space.settings.name
+
+
+def default_name(space: SearchSpace) -> str:
+    return f"{space.path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def plan_sweep(space: SearchSpace) -> ResourcePlan:
+    """The resource plan against this machine (local) or the cluster at ``address`` (connects to it)."""
+    if space.settings.address:
+        connect_ray(space.settings.address)
+        return plan_resources(space.settings, cluster_nodes())
+    return plan_resources(space.settings, local_nodes())
+
+
+def run_sweep(space: SearchSpace, plan: ResourcePlan, resume: bool = False) -> SweepRun:
+    """Run (or resume) the sweep of ``space`` under ``plan`` and return its results.
+
+    The config must already be validated (``validate_space``): nothing here checks names.
+    """
+    path = experiment_dir(space)
+    if resume and not tune.Tuner.can_restore(str(path)):
+        raise ConfigError("--resume", f"nothing to resume in {path}; check --storage-path and --name")
+    if not resume and path.exists() and tune.Tuner.can_restore(str(path)):
+        raise ConfigError("--name", f"{path} already holds an experiment; continue it with --resume or pick another --name")
+    trial_config = prepare_trial_config(space)
+    configure_data(sample_configs(trial_config)[0]).prepare_data()  # download once, here, not in every trial
+    connect_ray(space.settings.address)
+    ray.cloudpickle.register_pickle_by_value(_space_module(space))  # classes defined in the file reach the trials
+    trainable = tune.with_resources(train_trial, plan.bundle)
+    if resume:
+        tuner = tune.Tuner.restore(str(path), trainable, param_space=trial_config, resume_errored=True)
+    else:
+        tuner = tune.Tuner(trainable, param_space=trial_config, tune_config=build_tune_config(space, plan),
+                           run_config=build_run_config(space, path))
+    started = time.monotonic()
+    results = tuner.fit()
+    return SweepRun(results, path, plan, time.monotonic() - started)
+
+
+def connect_ray(address: str | None) -> None:
+    """Join the cluster at ``address``, or start a local Ray: no dashboard, bound to localhost."""
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
+    if address:
+        ray.init(address=address, **quiet)
+    else:
+        ray.init(_node_ip_address="127.0.0.1", **quiet)
+
+
+def build_tune_config(space: SearchSpace, plan: ResourcePlan) -> TuneConfig:
+    s = space.settings
+    return TuneConfig(metric=s.metric, mode=s.mode, num_samples=s.num_samples,
+                      scheduler=build_scheduler(space), search_alg=build_searcher(space),
+                      max_concurrent_trials=plan.max_concurrent, reuse_actors=True,
+                      trial_dirname_creator=lambda trial: trial.trial_id)
+
+
+def build_run_config(space: SearchSpace, path: Path) -> RunConfig:
+    s = space.settings
+    return RunConfig(name=path.name, storage_path=str(path.parent), verbose=1,
+                     checkpoint_config=CheckpointConfig(num_to_keep=s.checkpoints_to_keep),
+                     failure_config=FailureConfig(max_failures=s.max_failures))
+
+
+def build_scheduler(space: SearchSpace) -> Any:
+    """The trial scheduler from ``sweep.scheduler`` (a name or ``{"name", "cfg"}``), rungs in epochs."""
+    from ray.tune.schedulers import (ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule,
+                                     PopulationBasedTraining)
+
+    spec = space.settings.scheduler
+    name, cfg = (spec["name"], dict(spec.get("cfg") or {})) if isinstance(spec, Mapping) else (spec, {})
+    max_t = space.max_epochs
+    defaults: dict[str, tuple[Any, dict[str, Any]]] = {
+        "asha": (ASHAScheduler, {"time_attr": TIME_ATTR, "max_t": max_t, "grace_period": 1, "reduction_factor": 3}),
+        "hyperband": (HyperBandScheduler, {"time_attr": TIME_ATTR, "max_t": max_t, "reduction_factor": 3}),
+        "median": (MedianStoppingRule, {"time_attr": TIME_ATTR, "grace_period": 1, "min_samples_required": 3}),
+        "pbt": (PopulationBasedTraining, {"time_attr": TIME_ATTR, "perturbation_interval": 1,
+                                          "hyperparam_mutations": pbt_mutations(space.config)}),
+        "fifo": (FIFOScheduler, {}),
+    }
+    target, kwargs = defaults[name]
+    return call_checked(target, (), {**kwargs, **cfg}, "sweep.scheduler.cfg")
+
+
+def pbt_mutations(config: Mapping[str, Any]) -> dict[str, Any]:
+    """PBT's ``hyperparam_mutations``: the config's domains that sit at dict-only key paths."""
+    mutations: dict[str, Any] = {}
+    for path, domain in find_domains(config):
+        parts = path.split(".")
+        if "<option" in path or any(p.isdigit() for p in parts) or isinstance(domain, (Function, Mapping)):
+            continue
+        node = mutations
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = domain
+    if not mutations:
+        raise ConfigError("sweep.scheduler", "PBT needs continuous or choice domains at dict key paths to mutate; "
+                          "use another scheduler")
+    return mutations
+
+
+def build_searcher(space: SearchSpace) -> Any:
+    """None (Tune's random/grid search) or Optuna's TPE through Ray's OptunaSearch."""
+    spec = space.settings.search_alg
+    name, cfg = (spec["name"], dict(spec.get("cfg") or {})) if isinstance(spec, Mapping) else (spec, {})
+    if name == "random":
+        return None
+    check_optuna_space(space.config)
+    from ray.tune.search.optuna import OptunaSearch
+
+    return call_checked(OptunaSearch, (), cfg, "sweep.search_alg.cfg")
+
+
+def check_optuna_space(config: Mapping[str, Any]) -> None:
+    """Optuna samples plain domains at dict key paths only; refuse the rest up front, by key."""
+    for path, domain in find_domains(config):
+        reason = ("grid_search" if isinstance(domain, Mapping) else "sample_from" if isinstance(domain, Function)
+                  else "a domain inside a choice" if "<option" in path
+                  else "a choice among dicts, lists or classes" if isinstance(domain, Categorical) and not all(
+                      isinstance(c, (str, int, float, bool, type(None))) for c in domain.categories)
+                  else "a domain inside a list" if any(p.isdigit() for p in path.split(".")) else None)
+        if reason:
+            raise ConfigError(path, f"Optuna cannot search {reason}; use --search random, or move the domain")
+
+
+def prepare_trial_config(space: SearchSpace) -> dict[str, Any]:
+    """The config the trials get: a relative ``dataset.kwargs.root`` made absolute (trials run elsewhere)."""
+    config = dict(space.config)
+    dataset = config.get("dataset")
+    root = dataset.get("kwargs", {}).get("root") if isinstance(dataset, Mapping) else None
+    if isinstance(root, str) and not os.path.isabs(root):
+        config["dataset"] = {**dataset, "kwargs": {**dataset["kwargs"], "root": os.path.abspath(root)}}
+    return config
+
+
+def _space_module(space: SearchSpace) -> Any:
+    return sys.modules[module_name(space.path)]

@@ -1,0 +1,53 @@
+"""The trial: a sampled config -> configure_all -> fit, reporting every epoch to Tune with a checkpoint."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from ray import tune
+from ray.tune.integration.pytorch_lightning import TuneReportCheckpointCallback
+
+from torchmate_ray.lightning.configure import configure_all
+
+CHECKPOINT_FILE = "trainer.ckpt"
+
+# Trainer settings for a trial, unless the config's own `training` says otherwise: Tune keeps the
+# metrics (one report per epoch) and the checkpoints, so Lightning's own logger, checkpointing,
+# progress bar and sanity check would only cost time.
+TRIAL_TRAINER_DEFAULTS = {
+    "logger": False,
+    "enable_checkpointing": False,
+    "enable_progress_bar": False,
+    "enable_model_summary": False,
+    "num_sanity_val_steps": 0,
+    "accelerator": "auto",
+    "devices": 1,
+}
+
+
+def train_trial(config: dict[str, Any]) -> None:
+    """Ray Tune function trainable: train ``config`` with Lightning, in this process.
+
+    Reports all logged metrics and a full Trainer checkpoint at the end of every training epoch
+    (after validation), so ASHA compares trials epoch by epoch, and resumes from Tune's checkpoint
+    when Ray restarts the trial.
+    """
+    report = TuneReportCheckpointCallback(filename=CHECKPOINT_FILE, on="train_epoch_end")
+    trainer, model, data = configure_all(config, trial_trainer_kwargs(config, report))
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        trainer.fit(model, data)
+        return
+    with checkpoint.as_directory() as directory:
+        trainer.fit(model, data, ckpt_path=os.path.join(directory, CHECKPOINT_FILE))
+
+
+def trial_trainer_kwargs(config: Mapping[str, Any], report: Any) -> dict[str, Any]:
+    """The trial's Trainer overrides: the report callback, and the defaults the config does not set."""
+    training = config.get("training") or {}
+    kwargs = {key: value for key, value in TRIAL_TRAINER_DEFAULTS.items() if key not in training}
+    kwargs["default_root_dir"] = tune.get_context().get_trial_dir() or os.getcwd()
+    kwargs["callbacks"] = [report]
+    return kwargs
