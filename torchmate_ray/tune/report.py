@@ -90,7 +90,7 @@ def write_results(rows: list[TrialRow], space: SearchSpace, directory: Path, wal
     (directory / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     write_leaderboard_csv(rows, space, directory / "leaderboard.csv")
     if best:
-        (directory / "best_config.py").write_text(render_best_config(best, space))
+        (directory / "best_config.py").write_text(render_best_config(best, space, directory / "best_config.py"))
     plot_learning_curves(rows, space, directory / "learning_curves.png")
     return summary
 
@@ -153,12 +153,12 @@ class _Source:
         return self.text
 
 
-def render_best_config(best: TrialRow, space: SearchSpace) -> str:
+def render_best_config(best: TrialRow, space: SearchSpace, path: Path) -> str:
     """A runnable ``torchmate-train`` file holding the best trial's full config."""
     imports: set[str] = set()
     body = pprint.pformat(_as_source(best.config, space, imports), indent=1, width=100, sort_dicts=False)
     header = [f'"""Best trial {best.trial_id} of {space.path.name}: {space.settings.metric} = {best.value:.4f} '
-              f'after {best.epochs} epochs.', "", f"Run it with: torchmate-train {'{this file}'}", '"""', ""]
+              f'after {best.epochs} epochs.', "", f"Run it with: torchmate-train {path}", '"""', ""]
     lines = sorted(imports)
     return "\n".join(header + lines + ([""] if lines else []) + [f"config = {body}", ""])
 

@@ -185,14 +185,15 @@ def describe_domain(domain: Any) -> str:
     if isinstance(domain, Function):
         return f"sample_from({getattr(domain.func, '__name__', 'function')})"
     sampler = domain.get_sampler()
-    q = f", q={sampler.q}" if isinstance(sampler, Quantized) else ""
-    base = sampler.sampler if isinstance(sampler, Quantized) else sampler
+    quantized = isinstance(sampler, Quantized)
+    base = sampler.sampler if quantized else sampler
     kind = type(base).__name__.lstrip("_").lower()
     if isinstance(domain, Integer):
         kind = {"uniform": "randint", "loguniform": "lograndint"}.get(kind, kind)
+    prefix, q = ("q", f", {sampler.q}") if quantized else ("", "")
     if kind == "normal":
-        return f"randn({base.mean}, {base.sd}{q})"
-    return f"{kind}({domain.lower}, {domain.upper}{q})"
+        return f"{prefix}randn({base.mean}, {base.sd}{q})"
+    return f"{prefix}{kind}({domain.lower}, {domain.upper}{q})"
 
 
 def _short(values: Any) -> str:

@@ -64,6 +64,7 @@ def run_sweep(space: SearchSpace, plan: ResourcePlan, resume: bool = False) -> S
     if not resume and path.exists() and tune.Tuner.can_restore(str(path)):
         raise ConfigError("--name", f"{path} already holds an experiment; continue it with --resume or pick another --name")
     trial_config = prepare_trial_config(space)
+    tune_config, run_config = build_tune_config(space, plan), build_run_config(space, path)  # may refuse: before Ray
     configure_data(sample_configs(trial_config)[0]).prepare_data()  # download once, here, not in every trial
     connect_ray(space.settings.address)
     ray.cloudpickle.register_pickle_by_value(_space_module(space))  # classes defined in the file reach the trials
@@ -71,8 +72,7 @@ def run_sweep(space: SearchSpace, plan: ResourcePlan, resume: bool = False) -> S
     if resume:
         tuner = tune.Tuner.restore(str(path), trainable, param_space=trial_config, resume_errored=True)
     else:
-        tuner = tune.Tuner(trainable, param_space=trial_config, tune_config=build_tune_config(space, plan),
-                           run_config=build_run_config(space, path))
+        tuner = tune.Tuner(trainable, param_space=trial_config, tune_config=tune_config, run_config=run_config)
     started = time.monotonic()
     results = tuner.fit()
     return SweepRun(results, path, plan, time.monotonic() - started)

@@ -1,0 +1,214 @@
+"""torchmate-tune: search-space files, validation before Ray starts, schedulers, a real sweep and its results."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import ray
+from ray import tune
+
+from torchmate_ray.cli import tune_main
+from torchmate_ray.tune.space import describe_domain, find_domains, load_search_space, sample_configs
+
+SPACE = '''
+from ray import tune
+import torch
+from torch import nn
+
+class Exploding(nn.Module):
+    """Builds fine, fails in its first forward: a trial that raises."""
+    def __init__(self, **cfg):
+        super().__init__()
+        self.linear = nn.Linear(784, 10)
+    def forward(self, x):
+        raise RuntimeError("exploding model")
+
+config = {{
+    "learner": {{"name": "SupervisedLearner", "cfg": {{"classification": True}}}},
+    "criterion": {{"name": "CrossEntropyLoss"}},
+    "model": {{"name": "torchmate_ray.models.MLP",
+              "cfg": {{"in_features": 784, "out_features": 10, "hidden": tune.grid_search([[32], [16]])}}}},
+    "optimizer": {{"name": tune.choice(["Adam"]), "cfg": {{"lr": tune.loguniform(3e-3, 1e-2)}}}},
+    "training": {{"max_epochs": 2, "limit_train_batches": 8, "limit_val_batches": 4}},
+    "seed": 3,
+    "dataset": {{"name": "MagicData", "cfg": {{"name": "MNIST", "val_percentage": 0.1}},
+                "kwargs": {{"root": {root!r}, "download": True}},
+                "transforms": {{"pre": [{{"name": "ToTensor"}}]}}}},
+    "dataloaders": {{"default": {{"batch_size": 64}}}},
+}}
+sweep = {{"metric": "val/accuracy", "mode": "max", "num_samples": 1}}
+'''
+
+
+@pytest.fixture
+def space_file(tmp_path):
+    path = tmp_path / "space.py"
+    path.write_text(SPACE.format(root=str(tmp_path / "data")))
+    return path
+
+
+NESTED = {
+    "a": tune.uniform(0, 1),
+    "b": {"c": [1, {"d": tune.randint(1, 5)}, tune.choice(["x", "y"])]},
+    "e": tune.choice([{"name": "Adam", "cfg": {"lr": tune.loguniform(1e-4, 1e-1)}}, {"name": "SGD"}]),
+    "f": tune.grid_search([1, 2]),
+    "g": tune.sample_from(lambda config: 3),
+    "h": tune.qrandint(8, 64, 8),
+}
+EXPECTED_DOMAINS = [
+    ("a", "uniform(0, 1)"),
+    ("b.c.1.d", "randint(1, 5)"),
+    ("b.c.2", "choice(['x', 'y'])"),
+    ("e", "choice(['{name: Adam, ...}', '{name: SGD, ...}'])"),
+    ("e.<option 0>.cfg.lr", "loguniform(0.0001, 0.1)"),
+    ("f", "grid_search([1, 2])"),
+    ("g", "sample_from(<lambda>)"),
+    ("h", "qrandint(8, 64, 8)"),
+]
+
+
+def test_domains_are_found_at_every_depth_including_lists_and_choices():
+    assert [(path, describe_domain(domain)) for path, domain in find_domains(NESTED)] == EXPECTED_DOMAINS
+
+
+def test_samples_cover_every_choice_option():
+    samples = sample_configs(NESTED)
+    assert {s["e"]["name"] for s in samples} == {"Adam", "SGD"}
+    assert {s["b"]["c"][2] for s in samples} == {"x", "y"} and {s["f"] for s in samples} == {1, 2}
+    assert all(1e-4 <= s["e"]["cfg"]["lr"] <= 1e-1 for s in samples if s["e"]["name"] == "Adam")
+
+
+def test_dry_run_prints_domains_settings_and_plan(space_file, capsys):
+    assert tune_main([str(space_file), "--dry-run", "--num-samples", "7", "--cpus-per-worker", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "  model.cfg.hidden  grid_search([[32], [16]])" in out.splitlines()
+    assert "  optimizer.cfg.lr  loguniform(0.003, 0.01)" in out.splitlines()
+    assert "  num_samples: 7" in out.splitlines() and "  metric: val/accuracy" in out.splitlines()
+    assert "  each trial: 0.5 CPU, 0 GPU" in out.splitlines()
+    assert not ray.is_initialized()
+
+
+BAD_SPACES = [
+    ("unknown-name-deep-in-a-branch", ("optimizer", '{"name": tune.choice(["Adam"])', '{"name": tune.choice(["Adam", "Adamm"])'),
+     [], "optimizer.name: unknown optimizer 'Adamm' in torch.optim; did you mean 'Adam'?"),
+    ("metric-not-logged", None, ["--metric", "val/acc"],
+     "sweep.metric: 'val/acc' is not logged by SupervisedLearner (it logs test/accuracy, test/loss, train/accuracy, "
+     "train/loss, val/accuracy, val/loss); did you mean 'val/accuracy'?"),
+    ("domain-where-a-class-is-required", ("model", '"name": "torchmate_ray.models.MLP"', '"name": tune.uniform(0, 1)'),
+     [], "model.name: expected the model's name or class, got 0.6369616873214543 (float); give a name such as "
+     "'torchmate_ray.models.LeNet5BNMaxPool' or the class itself"),
+    ("syntax-error", ("syntax", "sweep = {", "sweep = {{"), [], "{path}:27: syntax error: '{{' was never closed; fix the file"),
+    ("missing-config", ("missing", "config = {", "cfg = {"), [],
+     "{path}: defines no 'config'; add config = {{...}} with tune domains at the leaves"),
+    ("unknown-sweep-setting", ("setting", '"num_samples": 1', '"num_sample": 1'), [],
+     "sweep.num_sample: unknown sweep setting; did you mean 'num_samples'?"),
+    ("unknown-scheduler", None, ["--set", "training.max_epochs=0"],
+     "training.max_epochs: a sweep needs a fixed number of epochs, got 0 (int); set training.max_epochs (or --max-epochs)"),
+    ("more-cpus-than-any-node", None, ["--cpus-per-worker", "1000"],
+     "sweep.resources.cpus_per_worker: a trial needs 1000 CPU(s) but the largest node has {cpus}; lower "
+     "cpus_per_worker (--cpus-per-worker)"),
+    ("gpus-without-gpus", None, ["--gpus-per-worker", "1"],
+     "sweep.resources.gpus_per_worker: a trial needs 1 GPU(s) but the largest node has 0; lower gpus_per_worker "
+     "(--gpus-per-worker 0 for CPU) or join a cluster with GPUs"),
+    ("optuna-with-grid", None, ["--search", "optuna"],
+     "model.cfg.hidden: Optuna cannot search grid_search; use --search random, or move the domain"),
+]
+
+
+@pytest.mark.parametrize("edit, flags, expected", [b[1:] for b in BAD_SPACES], ids=[b[0] for b in BAD_SPACES])
+def test_bad_space_is_one_line_exit_2_before_ray_starts(space_file, capsys, edit, flags, expected):
+    import os
+
+    if edit:
+        text = space_file.read_text()
+        assert edit[1] in text
+        space_file.write_text(text.replace(edit[1], edit[2], 1))
+    started = time.monotonic()
+    code = tune_main([str(space_file), *flags])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.splitlines() == ["torchmate-tune: error: " + expected.format(path=space_file, cpus=f"{os.cpu_count():g}")]
+    assert not ray.is_initialized()
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize("name, cls", [("asha", "AsyncHyperBandScheduler"), ("hyperband", "HyperBandScheduler"),
+                                       ("median", "MedianStoppingRule"), ("pbt", "PopulationBasedTraining"),
+                                       ("fifo", "FIFOScheduler")])
+def test_each_scheduler_name(space_file, name, cls):
+    from torchmate_ray.tune.sweep import build_scheduler
+
+    space = load_search_space(space_file, settings={"scheduler": name})
+    scheduler = build_scheduler(space)
+    assert type(scheduler).__name__ == cls
+    if name in ("asha", "hyperband"):
+        assert scheduler._max_t_attr == 2 if name == "hyperband" else scheduler._max_t == 2
+
+
+def test_scheduler_settings_are_checked(space_file):
+    from torchmate_ray.lightning import ConfigError
+    from torchmate_ray.tune.sweep import build_scheduler
+
+    space = load_search_space(space_file, settings={"scheduler": {"name": "asha", "cfg": {"grace_periode": 2}}})
+    with pytest.raises(ConfigError, match=r"^sweep\.scheduler\.cfg\.grace_periode: unexpected argument 'grace_periode' "
+                                          r"for AsyncHyperBandScheduler; did you mean 'grace_period'\?$"):
+        build_scheduler(space)
+
+
+@pytest.fixture(scope="module")
+def finished_sweep(tmp_path_factory):
+    """One real sweep: 3 grid trials x 2 epochs on 2 CPUs, one of them with a model that raises."""
+    tmp = tmp_path_factory.mktemp("sweep")
+    path = tmp / "space.py"
+    path.write_text(SPACE.format(root=str(tmp / "data")).replace(
+        'tune.grid_search([[32], [16]])', 'tune.grid_search([[32], [16], [8]])').replace(
+        '"model": {"name": "torchmate_ray.models.MLP",',
+        '"model": {"name": tune.sample_from(lambda config: Exploding if config["model"]["cfg"]["hidden"] == [8] '
+        'else "torchmate_ray.models.MLP"),'))
+    started = time.monotonic()
+    try:
+        code = tune_main([str(path), "--storage-path", str(tmp / "results"), "--name", "exp"])
+    finally:
+        ray.shutdown()
+    return code, tmp / "results" / "exp", time.monotonic() - started
+
+
+@pytest.mark.slow
+def test_a_raising_trial_is_recorded_as_errored_while_the_others_finish(finished_sweep):
+    code, directory, _ = finished_sweep
+    summary = json.loads((directory / "summary.json").read_text())
+    assert code == 1
+    assert summary["trials"]["errored"] == 1
+    assert summary["trials"]["finished"] + summary["trials"]["stopped"] == 2  # ASHA may stop one after epoch 1
+    assert list(summary["errors"].values()) == ["RuntimeError: exploding model"]
+
+
+@pytest.mark.slow
+def test_results_files_are_written(finished_sweep):
+    _, directory, _ = finished_sweep
+    summary = json.loads((directory / "summary.json").read_text())
+    assert summary["metric"] == "val/accuracy" and summary["mode"] == "max"
+    rows = (directory / "leaderboard.csv").read_text().splitlines()
+    assert rows[0] == "rank,trial_id,status,epochs,val/accuracy,model.name,model.cfg.hidden,optimizer.name,optimizer.cfg.lr"
+    assert [row.split(",")[2] for row in rows[1:]][-1] == "errored"
+    assert summary["epochs_run"] == sum(int(row.split(",")[3]) for row in rows[1:])
+    assert summary["epoch_budget"] == 6 and rows[-1].split(",")[3] == "0"  # the errored trial ran no epoch
+    assert rows[1].split(",")[1] == summary["best_trial"]
+    assert float(rows[1].split(",")[4]) == pytest.approx(summary["best_value"])
+    assert (directory / "learning_curves.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_best_config_runs_with_torchmate_train(finished_sweep, tmp_path):
+    _, directory, _ = finished_sweep
+    exe = Path(sys.executable).parent / "torchmate-train"
+    result = subprocess.run([str(exe), str(directory / "best_config.py"), "--root-dir", str(tmp_path)],
+                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "val/accuracy" in result.stdout
