@@ -24,7 +24,7 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
 sweep: $(STAMP)
-	$(VENV)/bin/torchmate-train search_spaces/lenet_train.py
+	$(VENV)/bin/torchmate-tune search_spaces/lenet.py
 
 clean:
 	rm -rf $(VENV) lightning_logs data *.egg-info
