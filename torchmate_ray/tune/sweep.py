@@ -117,11 +117,12 @@ def build_scheduler(space: SearchSpace) -> Any:
         "asha": (ASHAScheduler, {"time_attr": TIME_ATTR, "max_t": max_t, "grace_period": 1, "reduction_factor": 3}),
         "hyperband": (HyperBandScheduler, {"time_attr": TIME_ATTR, "max_t": max_t, "reduction_factor": 3}),
         "median": (MedianStoppingRule, {"time_attr": TIME_ATTR, "grace_period": 1, "min_samples_required": 3}),
-        "pbt": (PopulationBasedTraining, {"time_attr": TIME_ATTR, "perturbation_interval": 1,
-                                          "hyperparam_mutations": pbt_mutations(space.config)}),
+        "pbt": (PopulationBasedTraining, {"time_attr": TIME_ATTR, "perturbation_interval": 1}),
         "fifo": (FIFOScheduler, {}),
     }
     target, kwargs = defaults[name]
+    if name == "pbt" and "hyperparam_mutations" not in cfg:
+        kwargs["hyperparam_mutations"] = pbt_mutations(space.config)
     return call_checked(target, (), {**kwargs, **cfg}, "sweep.scheduler.cfg")
 
 
