@@ -155,10 +155,23 @@ def check_config(cfg: Any) -> None:
         check_optimization(cfg)
 
 
+def is_search_domain(value: Any) -> bool:
+    """A Ray Tune domain (``tune.uniform(...)``, ``tune.choice(...)``, ...) or a ``{"grid_search": [...]}`` dict.
+
+    Recognised by the module its class comes from, so that the Lightning side never imports Ray.
+    """
+    return type(value).__module__.startswith("ray.tune") or (isinstance(value, Mapping) and list(value) == ["grid_search"])
+
+
 def find_search_domains(cfg: Any, key_path: str = "") -> list[tuple[str, Any]]:
-    """``(key path, domain)`` for every Ray Tune search domain in ``cfg``, found without importing Ray."""
-    if type(cfg).__module__.startswith("ray.tune") or (isinstance(cfg, Mapping) and "grid_search" in cfg and len(cfg) == 1):
-        return [(key_path, cfg)]
+    """``(key path, domain)`` for every search domain in ``cfg``, at any depth, inside dicts and lists.
+
+    Domains inside the options of a choice or grid are listed too, under ``<path>.<option i>``.
+    """
+    if is_search_domain(cfg):
+        options = cfg["grid_search"] if isinstance(cfg, Mapping) else getattr(cfg, "categories", [])
+        return [(key_path, cfg)] + [found for i, option in enumerate(options)
+                                    for found in find_search_domains(option, join_path(key_path, f"<option {i}>"))]
     if isinstance(cfg, Mapping):
         return [found for key, value in cfg.items() for found in find_search_domains(value, join_path(key_path, key))]
     if isinstance(cfg, (list, tuple)):

@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ray.tune.search.sample import Categorical, Domain, Float, Function, Integer, Quantized
+from ray.tune.search.sample import Categorical, Domain, Function, Integer, Quantized
 from ray.tune.search.variant_generator import generate_variants
 
 from torchmate_ray.lightning.build import copy_config
 from torchmate_ray.lightning.configure import check_config, configure_model_data, configure_trainer
-from torchmate_ray.lightning.errors import ConfigError, describe, join_path, suggest
+from torchmate_ray.lightning.configure import find_search_domains as find_domains
+from torchmate_ray.lightning.errors import ConfigError, describe, suggest
 from torchmate_ray.lightning.files import apply_overrides, load_python_file
 
 SCHEDULERS = ("asha", "hyperband", "median", "pbt", "fifo")
@@ -152,30 +153,6 @@ def _is_int(value: Any) -> bool:
 
 
 # --- domains ----------------------------------------------------------------------------------
-def is_domain(value: Any) -> bool:
-    """A Ray Tune domain object, or a ``{"grid_search": [...]}`` dict."""
-    return isinstance(value, Domain) or (isinstance(value, Mapping) and list(value) == ["grid_search"])
-
-
-def find_domains(cfg: Any, key_path: str = "") -> list[tuple[str, Any]]:
-    """``(key path, domain)`` for every domain in ``cfg``, at any depth, inside dicts and lists.
-
-    Domains nested in a ``tune.choice``'s options are listed under the choice's path.
-    """
-    if is_domain(cfg):
-        found = [(key_path, cfg)]
-        options = cfg.categories if isinstance(cfg, Categorical) else cfg.get("grid_search", []) \
-            if isinstance(cfg, Mapping) else []
-        for i, option in enumerate(options):
-            found += find_domains(option, join_path(key_path, f"<option {i}>"))
-        return found
-    if isinstance(cfg, Mapping):
-        return [d for key, value in cfg.items() for d in find_domains(value, join_path(key_path, key))]
-    if isinstance(cfg, (list, tuple)):
-        return [d for i, value in enumerate(cfg) for d in find_domains(value, join_path(key_path, i))]
-    return []
-
-
 def describe_domain(domain: Any) -> str:
     """``loguniform(0.0001, 0.1)``, ``choice(['Adam', 'SGD'])``, ``grid_search([32, 64])``, ..."""
     if isinstance(domain, Mapping):
