@@ -211,3 +211,39 @@ def test_best_config_runs_with_torchmate_train(finished_sweep, tmp_path):
                             capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "val/accuracy" in result.stdout
+
+
+RESTART = '''
+import lightning.pytorch as pl
+from pathlib import Path
+
+class CrashOnce(pl.Callback):
+    """Records each epoch it starts; the first time epoch 1 starts, the trial's process dies."""
+    def __init__(self, log):
+        self.record = Path(log)
+    def on_train_epoch_start(self, trainer, pl_module):
+        seen = self.record.read_text().split() if self.record.exists() else []
+        self.record.write_text(" ".join(seen + [str(trainer.current_epoch)]))
+        if trainer.current_epoch == 1 and "1" not in seen:
+            raise RuntimeError("simulated crash")
+
+config["training"]["callbacks"] = [{{"name": CrashOnce, "cfg": {{"log": {log!r}}}}}]
+config["training"]["max_epochs"] = 3
+config["model"]["cfg"]["hidden"] = [16]
+sweep["max_failures"] = 1
+'''
+
+
+@pytest.mark.slow
+def test_a_restarted_trial_resumes_from_its_checkpoint(tmp_path):
+    path = tmp_path / "space.py"
+    log = tmp_path / "epochs.txt"
+    path.write_text(SPACE.format(root=str(tmp_path / "data")) + RESTART.format(log=str(log)))
+    try:
+        code = tune_main([str(path), "--storage-path", str(tmp_path / "results"), "--name", "exp"])
+    finally:
+        ray.shutdown()
+    summary = json.loads((tmp_path / "results" / "exp" / "summary.json").read_text())
+    assert code == 0 and summary["trials"] == {"finished": 1, "stopped": 0, "errored": 0}
+    assert log.read_text().split() == ["0", "1", "1", "2"]  # after the crash it went on at epoch 1, not 0
+    assert summary["epochs_run"] == 3

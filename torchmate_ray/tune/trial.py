@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 import os
-from collections.abc import Mapping
+import sys
+import types
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ray import tune
@@ -34,6 +37,7 @@ def train_trial(config: dict[str, Any]) -> None:
     (after validation), so ASHA compares trials epoch by epoch, and resumes from Tune's checkpoint
     when Ray restarts the trial.
     """
+    register_file_classes(config)
     report = TuneReportCheckpointCallback(filename=CHECKPOINT_FILE, on="train_epoch_end")
     trainer, model, data = configure_all(config, trial_trainer_kwargs(config, report))
     checkpoint = tune.get_checkpoint()
@@ -41,7 +45,33 @@ def train_trial(config: dict[str, Any]) -> None:
         trainer.fit(model, data)
         return
     with checkpoint.as_directory() as directory:
-        trainer.fit(model, data, ckpt_path=os.path.join(directory, CHECKPOINT_FILE))
+        # The checkpoint is this trial's own; its hyperparameters hold classes, which weights_only refuses.
+        trainer.fit(model, data, ckpt_path=os.path.join(directory, CHECKPOINT_FILE), weights_only=False)
+
+
+def register_file_classes(config: Any) -> None:
+    """Make classes and functions defined in the search-space file importable by name in this process.
+
+    They reach the trial pickled by value (the file is not importable here), but Lightning's checkpoints
+    pickle the config by reference, as ``torchmate_config_<file>.<Name>``: without a module of that name
+    a trial with such a class could neither save nor restore a checkpoint.
+    """
+    for value in _leaves(config):
+        module = getattr(value, "__module__", None)
+        if (inspect.isclass(value) or inspect.isroutine(value)) and module and module.startswith("torchmate_config_"):
+            sys.modules.setdefault(module, types.ModuleType(module))
+            setattr(sys.modules[module], value.__qualname__, value)
+
+
+def _leaves(config: Any) -> Iterator[Any]:
+    if isinstance(config, Mapping):
+        for value in config.values():
+            yield from _leaves(value)
+    elif isinstance(config, (list, tuple)):
+        for value in config:
+            yield from _leaves(value)
+    else:
+        yield config
 
 
 def trial_trainer_kwargs(config: Mapping[str, Any], report: Any) -> dict[str, Any]:
