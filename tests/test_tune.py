@@ -170,12 +170,10 @@ def finished_sweep(tmp_path_factory):
         '"model": {"name": "torchmate_ray.models.MLP",',
         '"model": {"name": tune.sample_from(lambda config: Exploding if config["model"]["cfg"]["hidden"] == [8] '
         'else "torchmate_ray.models.MLP"),'))
-    started = time.monotonic()
-    try:
-        code = tune_main([str(path), "--storage-path", str(tmp / "results"), "--name", "exp"])
-    finally:
-        ray.shutdown()
-    return code, tmp / "results" / "exp", time.monotonic() - started
+    exe = Path(sys.executable).parent / "torchmate-tune"
+    result = subprocess.run([str(exe), str(path), "--storage-path", str(tmp / "results"), "--name", "exp"],
+                            capture_output=True, text=True, timeout=600, cwd=tmp)
+    return result.returncode, tmp / "results" / "exp", result.stdout
 
 
 @pytest.mark.slow
@@ -194,13 +192,32 @@ def test_results_files_are_written(finished_sweep):
     summary = json.loads((directory / "summary.json").read_text())
     assert summary["metric"] == "val/accuracy" and summary["mode"] == "max"
     rows = (directory / "leaderboard.csv").read_text().splitlines()
-    assert rows[0] == "rank,trial_id,status,epochs,val/accuracy,model.name,model.cfg.hidden,optimizer.name,optimizer.cfg.lr"
+    assert rows[0] == ("rank,trial_id,status,epochs,val/accuracy,model.name,model.cfg.hidden,optimizer.name,"
+                       "optimizer.cfg.lr,node")
     assert [row.split(",")[2] for row in rows[1:]][-1] == "errored"
     assert summary["epochs_run"] == sum(int(row.split(",")[3]) for row in rows[1:])
     assert summary["epoch_budget"] == 6 and rows[-1].split(",")[3] == "0"  # the errored trial ran no epoch
     assert rows[1].split(",")[1] == summary["best_trial"]
     assert float(rows[1].split(",")[4]) == pytest.approx(summary["best_value"])
     assert (directory / "learning_curves.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_a_local_sweep_keeps_ray_on_the_loopback_interface(finished_sweep):
+    _, directory, _ = finished_sweep
+    rows = (directory / "leaderboard.csv").read_text().splitlines()[1:]
+    assert {row.split(",")[-1] for row in rows if ",finished," in row or ",stopped," in row} == {"127.0.0.1"}
+
+
+@pytest.mark.slow
+def test_leaderboard_is_printed(finished_sweep):
+    _, directory, stdout = finished_sweep
+    lines = stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("#  trial"))
+    assert lines[header].split() == ["#", "trial", "status", "epochs", "val/accuracy", "model.name",
+                                     "model.cfg.hidden", "optimizer.name", "optimizer.cfg.lr"]
+    assert [line.split()[0] for line in lines[header + 1: header + 4]] == ["1", "2", "3"]
+    assert f"results: {directory}" in lines
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ that finished with errored trials; 2 bad input (one line on stderr: ``<prog>: er
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Sequence
 
@@ -81,6 +82,11 @@ def build_tune_parser() -> argparse.ArgumentParser:
 def tune_main(argv: Sequence[str] | None = None) -> int:
     """``torchmate-tune SPACE.py [...]``: validate, plan, sweep, report."""
     args = build_tune_parser().parse_args(argv)
+    if not args.address:
+        # Ray 2.60 turns 127.0.0.1 into the machine's reachable IP and listens on every interface; this
+        # switch (meant for single-node macOS/Windows) keeps a local sweep's Ray on the loopback interface.
+        # It must be set before Ray is first imported (the search-space file imports it).
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     from torchmate_ray.lightning.errors import ConfigError
     from torchmate_ray.tune import report, space, sweep
 

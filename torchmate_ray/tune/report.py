@@ -25,6 +25,7 @@ class TrialRow:
     params: dict[str, Any]
     config: dict[str, Any] = field(repr=False)
     curve: list[tuple[int, float]] = field(repr=False)
+    node: str = ""
     error: str | None = None
 
 
@@ -42,7 +43,7 @@ def collect_rows(results: Any, space: SearchSpace) -> list[TrialRow]:
             trial_id=str(metrics.get("trial_id") or Path(result.path).name), status=status, epochs=epochs,
             value=float(value) if isinstance(value, (int, float)) and not math.isnan(value) else None,
             params={path: get_path(result.config or {}, path) for path in varied},
-            config=result.config or {}, curve=learning_curve(result, metric),
+            config=result.config or {}, curve=learning_curve(result, metric), node=str(metrics.get("node_ip", "")),
             error=_last_line(result.error) if result.error else None))
     sign = -1 if space.settings.mode == "max" else 1
     return sorted(rows, key=lambda r: (r.value is None, sign * r.value if r.value is not None else 0, r.trial_id))
@@ -99,10 +100,10 @@ def write_leaderboard_csv(rows: list[TrialRow], space: SearchSpace, path: Path) 
     paths = varied_paths(space.config)
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["rank", "trial_id", "status", "epochs", space.settings.metric, *paths])
+        writer.writerow(["rank", "trial_id", "status", "epochs", space.settings.metric, *paths, "node"])
         for rank, row in enumerate(rows, start=1):
             writer.writerow([rank, row.trial_id, row.status, row.epochs, "" if row.value is None else row.value,
-                             *(_short(row.params[p]) for p in paths)])
+                             *(_short(row.params[p]) for p in paths), row.node])
 
 
 def format_leaderboard(rows: list[TrialRow], space: SearchSpace, top: int = 10) -> str:

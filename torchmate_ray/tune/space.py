@@ -47,7 +47,7 @@ class SweepSettings:
     storage_path: str = "./ray_results"
     max_failures: int = 0
     checkpoints_to_keep: int = 2
-    address: str | None = None
+    address: str | None = None         # command line only (--address)
 
 
 @dataclass
@@ -92,6 +92,8 @@ def load_search_space(path: str | Path, overrides: Sequence[str] = (), settings:
     if not isinstance(file_settings, Mapping):
         raise ConfigError("sweep", f"expected a dict of sweep settings, got {describe(file_settings)}; "
                           f"write sweep = {{'metric': 'val/accuracy', 'mode': 'max'}}")
+    if "address" in file_settings:
+        raise ConfigError("sweep.address", "the cluster is chosen on the command line; remove it and pass --address")
     merged = {**file_settings, **{k: v for k, v in (settings or {}).items() if v is not None}}
     return SearchSpace(Path(path).resolve(), config, read_settings(merged))
 

@@ -84,10 +84,7 @@ def connect_ray(address: str | None) -> None:
         return
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
-    if address:
-        ray.init(address=address, **quiet)
-    else:
-        ray.init(_node_ip_address="127.0.0.1", **quiet)
+    ray.init(address=address, **quiet)
 
 
 def build_tune_config(space: SearchSpace, plan: ResourcePlan) -> TuneConfig:
