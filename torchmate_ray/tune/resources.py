@@ -1,7 +1,8 @@
 """Per-trial resources and concurrency, planned from what the cluster really has.
 
 Ray only queues trials it cannot place; it never says that one can *never* be placed, and a sweep
-waiting on such a trial hangs. So the plan is checked node by node before anything starts.
+waiting on such a trial hangs. So the plan is checked node by node before anything starts, and the
+number of trials at once is limited so that every started trial can get all of its workers.
 """
 
 from __future__ import annotations
@@ -24,25 +25,40 @@ class Node:
 
 @dataclass(frozen=True)
 class ResourcePlan:
-    """What each trial asks Ray for, and how many trials run at once."""
+    """What each trial asks Ray for, and how many trials run at once.
 
-    cpus_per_trial: float
-    gpus_per_trial: float
+    A one-worker trial is one Tune actor holding the worker's CPUs/GPUs. A multi-worker trial is a
+    driver holding no CPU (it only waits) plus ``workers`` Ray Train workers in their own placement
+    group, which Tune does not see: the concurrency limit is what keeps trials from starving each
+    other's worker groups (Ray's own pattern times out on 2 CPUs otherwise).
+    """
+
+    workers: int
+    cpus_per_worker: float
+    gpus_per_worker: float
     max_concurrent: int
     nodes: tuple[Node, ...]
 
     @property
     def bundle(self) -> dict[str, float]:
-        return {"cpu": self.cpus_per_trial, "gpu": self.gpus_per_trial}
+        """The Tune trial's own resources."""
+        if self.workers > 1:
+            return {"cpu": 0, "memory": DRIVER_MEMORY}
+        return {"cpu": self.cpus_per_worker, "gpu": self.gpus_per_worker}
 
     def describe(self) -> list[str]:
         cpus, gpus = sum(n.cpus for n in self.nodes), sum(n.gpus for n in self.nodes)
+        worker = f"{self.cpus_per_worker:g} CPU, {self.gpus_per_worker:g} GPU"
         lines = [f"cluster: {len(self.nodes)} node(s), {cpus:g} CPUs, {gpus:g} GPUs",
-                 f"each trial: {self.cpus_per_trial:g} CPU, {self.gpus_per_trial:g} GPU",
+                 f"each trial: {worker}" if self.workers == 1 else
+                 f"each trial: {self.workers} Ray Train workers (DDP) x ({worker}), plus a driver holding no CPU",
                  f"trials at once: {self.max_concurrent}"]
-        if 0 < self.gpus_per_trial < 1:
-            lines.append(f"trials sharing one GPU: {int(1 / self.gpus_per_trial + EPSILON)}")
+        if 0 < self.gpus_per_worker < 1:
+            lines.append(f"trials sharing one GPU: {int(1 / self.gpus_per_worker + EPSILON)}")
         return lines
+
+
+DRIVER_MEMORY = 50 * 1024**2  # a multi-worker trial's driver: a token request, so that it holds no CPU
 
 
 def local_nodes() -> tuple[Node, ...]:
@@ -64,28 +80,36 @@ def plan_resources(settings: SweepSettings, nodes: tuple[Node, ...]) -> Resource
     """The plan for ``settings`` on ``nodes``; a request that can never be placed is refused.
 
     Raises:
-        ConfigError: naming the resource and the numbers, when no node can hold one trial.
+        ConfigError: naming the resource and the numbers, when the cluster can never hold one trial.
     """
     resources = settings.resources
-    workers = resources["workers"]
-    if workers != 1:
-        raise ConfigError("sweep.resources.workers", f"{workers} workers per trial need Ray Train, which this version "
-                          f"does not run yet; use 1 worker per trial")
+    workers = int(resources["workers"])
     cpus, gpus = float(resources["cpus_per_worker"]), float(resources["gpus_per_worker"])
     if gpus > 1 and gpus != int(gpus):
         raise ConfigError("sweep.resources.gpus_per_worker", f"{gpus:g} GPUs is neither a share of one GPU nor a whole "
                           f"number; use e.g. 0.25 or 2")
-    total = sum(trials_per_node(node, cpus, gpus) for node in nodes)
-    if total == 0:
+    if workers > 1 and 0 < gpus < 1:
+        raise ConfigError("sweep.resources.gpus_per_worker", f"{workers} DDP workers cannot share GPUs ({gpus:g} each; "
+                          f"NCCL refuses duplicate GPUs, ray#48012); use whole GPUs per worker or 1 worker per trial")
+    slots = sum(trials_per_node(node, cpus, gpus) for node in nodes)  # places for one worker each
+    if slots == 0:
         raise ConfigError(*_why_nothing_fits(nodes, cpus, gpus))
-    limit = settings.max_concurrent or total
-    return ResourcePlan(cpus, gpus, max(1, min(total, limit, settings.num_samples)), nodes)
+    if workers > slots:
+        raise ConfigError("sweep.resources.workers", f"{workers} workers x ({cpus:g} CPU, {gpus:g} GPU) need room for "
+                          f"{workers} workers, but the cluster holds {slots} ({_totals(nodes)}); use at most {slots} "
+                          f"workers per trial or fewer CPUs/GPUs per worker")
+    limit = settings.max_concurrent or slots
+    return ResourcePlan(workers, cpus, gpus, max(1, min(slots // workers, limit, settings.num_samples)), nodes)
 
 
 def trials_per_node(node: Node, cpus: float, gpus: float) -> int:
     fits = [math.floor(node.cpus / cpus + EPSILON) if cpus else math.inf,
             math.floor(node.gpus / gpus + EPSILON) if gpus else math.inf]
     return int(min(fits)) if min(fits) != math.inf else 0
+
+
+def _totals(nodes: tuple[Node, ...]) -> str:
+    return f"{sum(n.cpus for n in nodes):g} CPUs, {sum(n.gpus for n in nodes):g} GPUs on {len(nodes)} node(s)"
 
 
 def _why_nothing_fits(nodes: tuple[Node, ...], cpus: float, gpus: float) -> tuple[str, str]:

@@ -22,7 +22,7 @@ from torchmate_ray.lightning.errors import ConfigError
 from torchmate_ray.lightning.files import module_name
 from torchmate_ray.tune.resources import ResourcePlan, cluster_nodes, local_nodes, plan_resources
 from torchmate_ray.tune.space import SearchSpace, find_domains, sample_configs
-from torchmate_ray.tune.trial import train_trial
+from torchmate_ray.tune.trial import TrialLayout, train_trial
 
 TIME_ATTR = "training_iteration"  # one report per epoch: ASHA's rungs are epochs
 
@@ -48,7 +48,7 @@ def default_name(space: SearchSpace) -> str:
 def plan_sweep(space: SearchSpace) -> ResourcePlan:
     """The resource plan against this machine (local) or the cluster at ``address`` (connects to it)."""
     if space.settings.address:
-        connect_ray(space.settings.address)
+        connect_ray(space.settings.address, state_api=True)
         return plan_resources(space.settings, cluster_nodes())
     return plan_resources(space.settings, local_nodes())
 
@@ -66,9 +66,12 @@ def run_sweep(space: SearchSpace, plan: ResourcePlan, resume: bool = False) -> S
     trial_config = prepare_trial_config(space)
     tune_config, run_config = build_tune_config(space, plan), build_run_config(space, path)  # may refuse: before Ray
     configure_data(sample_configs(trial_config)[0]).prepare_data()  # download once, here, not in every trial
-    connect_ray(space.settings.address)
+    connect_ray(space.settings.address, state_api=plan.workers > 1)
     ray.cloudpickle.register_pickle_by_value(_space_module(space))  # classes defined in the file reach the trials
-    trainable = tune.with_resources(train_trial, plan.bundle)
+    s = space.settings
+    layout = TrialLayout(plan.workers, plan.cpus_per_worker, plan.gpus_per_worker, s.max_failures,
+                         s.checkpoints_to_keep, str(path / "train_runs"))
+    trainable = tune.with_resources(tune.with_parameters(train_trial, layout=layout), plan.bundle)
     if resume:
         tuner = tune.Tuner.restore(str(path), trainable, param_space=trial_config, resume_errored=True)
     else:
@@ -78,20 +81,32 @@ def run_sweep(space: SearchSpace, plan: ResourcePlan, resume: bool = False) -> S
     return SweepRun(results, path, plan, time.monotonic() - started)
 
 
-def connect_ray(address: str | None) -> None:
-    """Join the cluster at ``address``, or start a local Ray: no dashboard, bound to localhost."""
+def connect_ray(address: str | None, state_api: bool = False) -> None:
+    """Join the cluster at ``address``, or start a local Ray (on loopback, see cli.py).
+
+    The local Ray has no dashboard, unless ``state_api``: Ray Train's PlacementGroupCleaner asks the
+    dashboard's state API whether a run's controller is still alive, and without it never frees the
+    workers' placement group of a trial that ASHA stopped, so the next multi-worker trial waits forever
+    (ray#54305, seen on this project's machines). The dashboard then listens on 127.0.0.1 only.
+    """
     if ray.is_initialized():
         return
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
-    ray.init(address=address, **quiet)
+    quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
+    if address:
+        ray.init(address=address, **quiet)
+    else:
+        ray.init(include_dashboard=state_api, dashboard_host="127.0.0.1", **quiet)
 
 
 def build_tune_config(space: SearchSpace, plan: ResourcePlan) -> TuneConfig:
     s = space.settings
     return TuneConfig(metric=s.metric, mode=s.mode, num_samples=s.num_samples,
                       scheduler=build_scheduler(space), search_alg=build_searcher(space),
-                      max_concurrent_trials=plan.max_concurrent, reuse_actors=True,
+                      max_concurrent_trials=plan.max_concurrent,
+                      # Warm actors save a process start per trial; a multi-worker trial's driver is still
+                      # inside TorchTrainer.fit when Tune tries to reset it, and that reset hangs the sweep.
+                      reuse_actors=plan.workers == 1,
                       trial_dirname_creator=lambda trial: trial.trial_id)
 
 
