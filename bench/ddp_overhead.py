@@ -104,7 +104,7 @@ def timed(command: list[str], cwd: str, limit: float) -> tuple[float, bool]:
     try:
         result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=limit)
     except subprocess.TimeoutExpired:
-        subprocess.run(["ray", "stop", "--force"], capture_output=True)
+        subprocess.run([str(Path(sys.executable).parent / "ray"), "stop", "--force"], capture_output=True)
         return limit, False
     if result.returncode != 0:
         sys.exit(f"failed: {' '.join(command[:3])}\n{result.stderr[-3000:]}")

@@ -8,9 +8,11 @@ that finished with errored trials; 2 bad input (one line on stderr: ``<prog>: er
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Sequence
 
 EXIT_OK, EXIT_TRIALS_ERRORED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -58,7 +60,9 @@ def build_tune_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="torchmate-tune",
         description="Run an ASHA-scheduled Ray Tune sweep over a search-space file (a config with tune domains).")
-    parser.add_argument("space_file", help="Python file that defines `config` (with tune domains) and optionally `sweep`")
+    parser.add_argument("space_file", metavar="SPACE.py|EXPERIMENT_DIR",
+                        help="Python file that defines `config` (with tune domains) and optionally `sweep`; or, with "
+                             "--resume, the directory of an experiment to continue")
     parser.add_argument("--num-samples", type=int, help="number of trials (default: sweep['num_samples'] or 10)")
     parser.add_argument("--max-epochs", type=int, help="epochs per trial; also ASHA's max_t (sets training.max_epochs)")
     parser.add_argument("--metric", help="metric to optimize, one the learner logs (e.g. val/accuracy)")
@@ -72,7 +76,9 @@ def build_tune_parser() -> argparse.ArgumentParser:
     parser.add_argument("--address", help="join a running Ray cluster: auto or HOST:PORT (default: start a local Ray)")
     parser.add_argument("--storage-path", help="where experiments live (default: ./ray_results)")
     parser.add_argument("--name", help="experiment name (default: <space file>-<date>-<time>); reuse it with --resume")
-    parser.add_argument("--resume", action="store_true", help="continue the experiment --storage-path/--name")
+    parser.add_argument("--resume", action="store_true", help="continue the experiment --storage-path/--name (or "
+                        "EXPERIMENT_DIR): finished trials are kept, interrupted ones go on from their checkpoint")
+    parser.add_argument("--retry-errored", action="store_true", help="with --resume: also continue errored trials")
     parser.add_argument("--dry-run", action="store_true", help="print domains, settings and the resource plan; run nothing")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                         help="override a config value (a tune domain or a fixed value), repeatable")
@@ -82,32 +88,37 @@ def build_tune_parser() -> argparse.ArgumentParser:
 def tune_main(argv: Sequence[str] | None = None) -> int:
     """``torchmate-tune SPACE.py [...]``: validate, plan, sweep, report."""
     args = build_tune_parser().parse_args(argv)
-    if not args.address:
+    from torchmate_ray.lightning.errors import ConfigError
+
+    try:
+        invocation = read_invocation(args)
+    except ConfigError as err:
+        print(f"torchmate-tune: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if not invocation["settings"].get("address"):
         # Ray 2.60 turns 127.0.0.1 into the machine's reachable IP and listens on every interface; this
         # switch (meant for single-node macOS/Windows) keeps a local sweep's Ray on the loopback interface.
         # It must be set before Ray is first imported (the search-space file imports it).
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    from torchmate_ray.lightning.errors import ConfigError
     from torchmate_ray.tune import report, space, sweep
 
-    settings = {key: getattr(args, key) for key in ("num_samples", "metric", "mode", "scheduler", "search_alg",
-                                                     "max_concurrent", "name", "storage_path", "address")}
-    resources = {key: getattr(args, key) for key in ("workers", "cpus_per_worker", "gpus_per_worker")
-                 if getattr(args, key) is not None}
     try:
-        search_space = space.load_search_space(args.space_file, args.overrides, settings, args.max_epochs)
-        if resources:
-            search_space.settings = space.read_settings(
-                {**vars(search_space.settings), "resources": {**search_space.settings.resources, **resources}})
+        search_space = space.load_search_space(invocation["space_file"], invocation["overrides"],
+                                               invocation["settings"], invocation["max_epochs"])
+        if invocation["resources"]:
+            search_space.settings = space.read_settings({**vars(search_space.settings), "resources": {
+                **search_space.settings.resources, **invocation["resources"]}})
         search_space.settings.name = search_space.settings.name or sweep.default_name(search_space)
         space.validate_space(search_space)
         plan = sweep.plan_sweep(search_space)
         if args.dry_run:
             print(space.describe_space(search_space, plan.describe()))
             return EXIT_OK
-        print(f"experiment: {sweep.experiment_dir(search_space)}  (resume with --name {search_space.settings.name} --resume)",
-              flush=True)
-        run = sweep.run_sweep(search_space, plan, resume=args.resume)
+        path = sweep.check_experiment_dir(search_space, args.resume)
+        if not args.resume:
+            save_invocation(path, {**invocation, "settings": {**invocation["settings"], "name": search_space.settings.name}})
+        print(f"experiment: {path}  (continue it with: torchmate-tune {path} --resume)", flush=True)
+        run = sweep.run_sweep(search_space, plan, resume=args.resume, retry_errored=args.retry_errored)
     except ConfigError as err:
         print(f"torchmate-tune: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -121,6 +132,41 @@ def tune_main(argv: Sequence[str] | None = None) -> int:
               f"torchmate-train {run.experiment_dir / 'best_config.py'}")
     print(f"results: {run.experiment_dir}")
     return EXIT_TRIALS_ERRORED if summary["trials"]["errored"] else EXIT_OK
+
+
+INVOCATION_FILE = "torchmate_sweep.json"
+
+
+def read_invocation(args: argparse.Namespace) -> dict[str, Any]:
+    """What to run: from the command line, or for ``EXPERIMENT_DIR --resume`` from the experiment itself."""
+    from torchmate_ray.lightning.errors import ConfigError
+
+    given = {
+        "space_file": str(Path(args.space_file).resolve()), "overrides": args.overrides, "max_epochs": args.max_epochs,
+        "settings": {key: getattr(args, key) for key in ("num_samples", "metric", "mode", "scheduler", "search_alg",
+                                                          "max_concurrent", "name", "storage_path", "address")
+                     if getattr(args, key) is not None},
+        "resources": {key: getattr(args, key) for key in ("workers", "cpus_per_worker", "gpus_per_worker")
+                      if getattr(args, key) is not None},
+    }
+    if not Path(args.space_file).is_dir():
+        return given
+    if not args.resume:
+        raise ConfigError(args.space_file, "is an experiment directory; add --resume to continue it")
+    directory = Path(args.space_file).resolve()
+    if not (directory / INVOCATION_FILE).is_file():
+        raise ConfigError(str(directory), f"is not a torchmate-tune experiment (no {INVOCATION_FILE}); give the "
+                          f"search-space file with --storage-path and --name instead")
+    saved = json.loads((directory / INVOCATION_FILE).read_text())
+    saved["settings"] = {**saved["settings"], "storage_path": str(directory.parent), "name": directory.name,
+                         **({"address": args.address} if args.address else {})}
+    return saved
+
+
+def save_invocation(directory: Path, invocation: dict[str, Any]) -> None:
+    """Keep what started the sweep in its directory, so that ``torchmate-tune DIR --resume`` needs nothing else."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / INVOCATION_FILE).write_text(json.dumps(invocation, indent=2) + "\n")
 
 
 def tune_entry() -> None:

@@ -46,7 +46,7 @@ class SweepSettings:
     name: str | None = None
     storage_path: str = "./ray_results"
     max_failures: int = 0
-    checkpoints_to_keep: int = 2
+    checkpoints_to_keep: int = 1       # 1: Tune snapshots its state at every checkpoint, so a resume loses nothing
     address: str | None = None         # command line only (--address)
 
 

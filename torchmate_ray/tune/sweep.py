@@ -53,16 +53,24 @@ def plan_sweep(space: SearchSpace) -> ResourcePlan:
     return plan_resources(space.settings, local_nodes())
 
 
-def run_sweep(space: SearchSpace, plan: ResourcePlan, resume: bool = False) -> SweepRun:
-    """Run (or resume) the sweep of ``space`` under ``plan`` and return its results.
-
-    The config must already be validated (``validate_space``): nothing here checks names.
-    """
+def check_experiment_dir(space: SearchSpace, resume: bool) -> Path:
+    """The experiment directory, refused if ``resume`` finds nothing there or a new sweep would overwrite one."""
     path = experiment_dir(space)
     if resume and not tune.Tuner.can_restore(str(path)):
         raise ConfigError("--resume", f"nothing to resume in {path}; check --storage-path and --name")
     if not resume and path.exists() and tune.Tuner.can_restore(str(path)):
         raise ConfigError("--name", f"{path} already holds an experiment; continue it with --resume or pick another --name")
+    return path
+
+
+def run_sweep(space: SearchSpace, plan: ResourcePlan, resume: bool = False, retry_errored: bool = False) -> SweepRun:
+    """Run (or resume) the sweep of ``space`` under ``plan`` and return its results.
+
+    Resuming keeps finished trials as they are and continues interrupted ones from their last
+    checkpoint; errored ones continue from theirs only with ``retry_errored``. The config must
+    already be validated (``validate_space``): nothing here checks names.
+    """
+    path = check_experiment_dir(space, resume)
     trial_config = prepare_trial_config(space)
     tune_config, run_config = build_tune_config(space, plan), build_run_config(space, path)  # may refuse: before Ray
     configure_data(sample_configs(trial_config)[0]).prepare_data()  # download once, here, not in every trial
@@ -73,7 +81,8 @@ def run_sweep(space: SearchSpace, plan: ResourcePlan, resume: bool = False) -> S
                          s.checkpoints_to_keep, str(path / "train_runs"))
     trainable = tune.with_resources(tune.with_parameters(train_trial, layout=layout), plan.bundle)
     if resume:
-        tuner = tune.Tuner.restore(str(path), trainable, param_space=trial_config, resume_errored=True)
+        tuner = tune.Tuner.restore(str(path), trainable, param_space=trial_config, resume_unfinished=True,
+                                   resume_errored=retry_errored)
     else:
         tuner = tune.Tuner(trainable, param_space=trial_config, tune_config=tune_config, run_config=run_config)
     started = time.monotonic()
