@@ -98,16 +98,19 @@ assert len(results) == 4 and not results.errors
 
 
 def timed(command: list[str], cwd: str, limit: float) -> tuple[float, bool]:
-    """(seconds, finished) for ``command``; a run past ``limit`` is stopped and counts as unfinished."""
+    """(seconds, finished) for ``command``; a run past ``limit`` is killed with all it started, and counts as unfinished."""
     env = {**os.environ, "TORCHMATE_OFFLINE": "1"}
     started = time.monotonic()
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
     try:
-        result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=limit)
+        _, stderr = process.communicate(timeout=limit)
     except subprocess.TimeoutExpired:
-        subprocess.run([str(Path(sys.executable).parent / "ray"), "stop", "--force"], capture_output=True)
+        subprocess.run(["pkill", "-KILL", "-s", str(process.pid)], capture_output=True)  # Ray's processes too
+        process.communicate()
         return limit, False
-    if result.returncode != 0:
-        sys.exit(f"failed: {' '.join(command[:3])}\n{result.stderr[-3000:]}")
+    if process.returncode != 0:
+        sys.exit(f"failed: {' '.join(command[:3])}\n{stderr[-3000:]}")
     return time.monotonic() - started, True
 
 
