@@ -76,8 +76,8 @@ def cluster_nodes() -> tuple[Node, ...]:
                  for n in ray.nodes() if n.get("Alive"))
 
 
-def plan_resources(settings: SweepSettings, nodes: tuple[Node, ...]) -> ResourcePlan:
-    """The plan for ``settings`` on ``nodes``; a request that can never be placed is refused.
+def plan_resources(settings: SweepSettings, nodes: tuple[Node, ...], num_trials: int) -> ResourcePlan:
+    """The plan for ``num_trials`` trials of ``settings`` on ``nodes``; a request that can never be placed is refused.
 
     Raises:
         ConfigError: naming the resource and the numbers, when the cluster can never hold one trial.
@@ -99,7 +99,7 @@ def plan_resources(settings: SweepSettings, nodes: tuple[Node, ...]) -> Resource
                           f"{workers} workers, but the cluster holds {slots} ({_totals(nodes)}); use at most {slots} "
                           f"workers per trial or fewer CPUs/GPUs per worker")
     limit = settings.max_concurrent or slots
-    return ResourcePlan(workers, cpus, gpus, max(1, min(slots // workers, limit, settings.num_samples)), nodes)
+    return ResourcePlan(workers, cpus, gpus, max(1, min(slots // workers, limit, num_trials)), nodes)
 
 
 def trials_per_node(node: Node, cpus: float, gpus: float) -> int:

@@ -63,6 +63,15 @@ class SearchSpace:
         return find_domains(self.config)
 
     @property
+    def num_trials(self) -> int:
+        """How many trials the sweep runs: ``num_samples`` times every grid's size."""
+        total = self.settings.num_samples
+        for path, domain in self.domains:
+            if isinstance(domain, Mapping) and "<option" not in path:
+                total *= len(domain["grid_search"])
+        return total
+
+    @property
     def max_epochs(self) -> int:
         training = self.config.get("training") or {}
         epochs = training.get("max_epochs") if isinstance(training, Mapping) else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 import time
 from collections.abc import Mapping
@@ -49,8 +50,8 @@ def plan_sweep(space: SearchSpace) -> ResourcePlan:
     """The resource plan against this machine (local) or the cluster at ``address`` (connects to it)."""
     if space.settings.address:
         connect_ray(space.settings.address, state_api=True)
-        return plan_resources(space.settings, cluster_nodes())
-    return plan_resources(space.settings, local_nodes())
+        return plan_resources(space.settings, cluster_nodes(), space.num_trials)
+    return plan_resources(space.settings, local_nodes(), space.num_trials)
 
 
 def check_experiment_dir(space: SearchSpace, resume: bool) -> Path:
@@ -75,6 +76,8 @@ def run_sweep(space: SearchSpace, plan: ResourcePlan, resume: bool = False, retr
     tune_config, run_config = build_tune_config(space, plan), build_run_config(space, path)  # may refuse: before Ray
     configure_data(sample_configs(trial_config)[0]).prepare_data()  # download once, here, not in every trial
     connect_ray(space.settings.address, state_api=plan.workers > 1)
+    if space.settings.address:
+        check_storage_shared(path)
     ray.cloudpickle.register_pickle_by_value(_space_module(space))  # classes defined in the file reach the trials
     s = space.settings
     layout = TrialLayout(plan.workers, plan.cpus_per_worker, plan.gpus_per_worker, s.max_failures,
@@ -106,6 +109,39 @@ def connect_ray(address: str | None, state_api: bool = False) -> None:
         ray.init(address=address, **quiet)
     else:
         ray.init(include_dashboard=state_api, dashboard_host="127.0.0.1", **quiet)
+
+
+def check_storage_shared(path: Path) -> None:
+    """Refuse a storage path that some node of the cluster cannot write, or whose files this node cannot see.
+
+    Trials write checkpoints from whichever node runs them and a resumed sweep reads them back from
+    here (ray#37177): on a multi-node cluster the experiment must live on shared storage.
+    """
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    probe = path / ".storage_check"
+    probe.mkdir(parents=True, exist_ok=True)
+    nodes = [(n["NodeID"], n["NodeManagerAddress"]) for n in ray.nodes() if n.get("Alive")]
+    write = ray.remote(num_cpus=0)(_write_probe)
+    refs = [write.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False)).remote(
+        str(probe), node_id) for node_id, _ in nodes]
+    for (node_id, ip), error in zip(nodes, ray.get(refs, timeout=120)):
+        if error:
+            raise ConfigError("--storage-path", f"node {ip} cannot write {path}: {error}; use a directory that "
+                              f"every node shares (NFS, EFS) at the same path")
+        if not (probe / node_id).is_file():
+            raise ConfigError("--storage-path", f"{path} is not shared: what node {ip} writes there does not appear "
+                              f"on this node; use a directory that every node shares (NFS, EFS) at the same path")
+    shutil.rmtree(probe, ignore_errors=True)
+
+
+def _write_probe(directory: str, name: str) -> str | None:
+    try:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        (Path(directory) / name).write_text(name)
+        return None
+    except OSError as err:
+        return str(err)
 
 
 def build_tune_config(space: SearchSpace, plan: ResourcePlan) -> TuneConfig:

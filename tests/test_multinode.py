@@ -1,0 +1,135 @@
+"""A real multi-node Ray cluster on this one machine (a head and worker nodes on loopback addresses,
+separate `ray start` processes): trials spread over the nodes, and a sweep survives losing a node."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+HEAD = "127.0.0.2"
+WORKERS = ["127.0.0.3", "127.0.0.4"]
+PORT = 6390
+
+SPACE = '''
+import copy, sys, time
+sys.path.insert(0, {tests!r})
+import lightning.pytorch as pl
+import ray
+from conftest import TINY_CONFIG
+from ray import tune
+
+class EpochLog(pl.Callback):
+    """Appends '<trial> <node ip> <epoch>' when an epoch starts; an epoch takes at least {pause} s."""
+    def __init__(self, path):
+        self.path = path
+    def on_train_epoch_start(self, trainer, pl_module):
+        with open(self.path, "a") as handle:
+            handle.write(f"{{tune.get_context().get_trial_id()}} {{ray.util.get_node_ip_address()}} {{trainer.current_epoch}}\\n")
+        time.sleep({pause})
+
+config = copy.deepcopy(TINY_CONFIG)
+config["dataset"]["kwargs"]["root"] = {root!r}
+config["training"] = {{"max_epochs": 3, "limit_train_batches": 5, "limit_val_batches": 2,
+                       "callbacks": [{{"name": EpochLog, "cfg": {{"path": {log!r}}}}}]}}
+config["optimizer"]["cfg"]["lr"] = tune.grid_search([1e-2, 5e-3, 2e-3])
+sweep = {{"metric": "val/accuracy", "mode": "max", "num_samples": 1, "scheduler": "fifo", "max_failures": 3}}
+'''
+
+
+def ray_start(*args: str) -> None:
+    env = {**os.environ, "RAY_AUTH_MODE": "token"}  # Ray 2.60 refuses joining nodes without the token
+    result = subprocess.run([str(BIN / "ray"), "start", "--num-cpus=1", "--disable-usage-stats", *args], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+
+
+def node_processes(ip: str) -> list[int]:
+    """The processes of the node at ``ip``: its raylet and everything under it (its workers, our trials)."""
+    table = [line.split(None, 2) for line in subprocess.run(["ps", "-eww", "-o", "pid,ppid,args"], capture_output=True,
+                                                            text=True).stdout.splitlines()[1:]]
+    raylets = [int(pid) for pid, _, args in table if "raylet" in args and f"node_ip_address={ip}" in args]
+    found, frontier = list(raylets), list(raylets)
+    while frontier:
+        children = [int(pid) for pid, ppid, _ in table if int(ppid) in frontier]
+        found, frontier = found + children, children
+    return found
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """A head and two worker nodes, 1 CPU each, all on this machine; stopped afterwards."""
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay under 108 bytes
+    ray_start("--head", f"--node-ip-address={HEAD}", f"--port={PORT}", "--include-dashboard=true",
+              "--dashboard-host=127.0.0.1", f"--temp-dir={temp}")
+    for ip in WORKERS:
+        ray_start(f"--address={HEAD}:{PORT}", f"--node-ip-address={ip}")
+    yield f"{HEAD}:{PORT}"
+    subprocess.run([str(BIN / "ray"), "stop", "--force"], capture_output=True, timeout=120)
+    shutil.rmtree(temp, ignore_errors=True)
+
+
+def run_sweep(tmp_path: Path, address: str, pause: float, until=None) -> tuple[subprocess.Popen, Path]:
+    log = tmp_path / "epochs.log"
+    space = tmp_path / "space.py"
+    space.write_text(SPACE.format(tests=str(Path(__file__).parent), root=str(tmp_path / "data"), log=str(log),
+                                  pause=pause))
+    process = subprocess.Popen([str(BIN / "torchmate-tune"), str(space), "--address", address, "--storage-path",
+                                str(tmp_path / "results"), "--name", "exp"], cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, "RAY_AUTH_MODE": "token"})
+    return process, log
+
+
+def epochs(log: Path) -> dict[str, list[tuple[str, int]]]:
+    by_trial: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    for line in log.read_text().splitlines() if log.exists() else []:
+        trial, ip, epoch = line.split()
+        by_trial[trial].append((ip, int(epoch)))
+    return by_trial
+
+
+@pytest.mark.slow
+def test_trials_run_on_several_nodes(cluster, tmp_path):
+    process, log = run_sweep(tmp_path, cluster, pause=0.5)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err[-3000:]
+    rows = (tmp_path / "results" / "exp" / "leaderboard.csv").read_text().splitlines()[1:]
+    nodes = {row.split(",")[-1] for row in rows}
+    assert len(rows) == 3 and len(nodes) >= 2 and nodes <= {HEAD, *WORKERS}
+    assert {ip for runs in epochs(log).values() for ip, _ in runs} == nodes
+
+
+@pytest.mark.slow
+def test_sweep_survives_losing_a_worker_node(cluster, tmp_path):
+    process, log = run_sweep(tmp_path, cluster, pause=2.0)
+    victim = None
+    deadline = time.monotonic() + 180
+    while victim is None and time.monotonic() < deadline:  # a trial on a worker node past its first epoch
+        victim = next((ip for runs in epochs(log).values() for ip, epoch in runs if ip in WORKERS and epoch >= 1), None)
+        time.sleep(0.2)
+    assert victim, "no trial reached a worker node"
+    at_kill = epochs(log)
+    lost = {trial for trial, runs in at_kill.items() if runs[-1][0] == victim}
+    for pid in node_processes(victim):
+        os.kill(pid, signal.SIGKILL)
+    out, err = process.communicate(timeout=400)
+    assert process.returncode == 0, err[-3000:]
+    summary = json.loads((tmp_path / "results" / "exp" / "summary.json").read_text())
+    assert summary["trials"] == {"finished": 3, "stopped": 0, "errored": 0}
+    runs = epochs(log)
+    for trial in lost:  # retried on another node, from its last checkpoint: not from epoch 0
+        in_progress = at_kill[trial][-1][1]
+        retried = runs[trial][len(at_kill[trial]):]
+        assert retried and all(ip != victim for ip, _ in retried)
+        assert retried[0][1] in (in_progress, in_progress + 1) and retried[-1][1] == 2, (at_kill[trial], retried)
+    assert any(at_kill[trial][-1][1] >= 1 for trial in lost)
