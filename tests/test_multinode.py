@@ -47,8 +47,16 @@ sweep = {{"metric": "val/accuracy", "mode": "max", "num_samples": 1, "scheduler"
 '''
 
 
+def cluster_env() -> dict[str, str]:
+    """This environment, as a cluster's processes need it: the token mode that Ray 2.60 requires of joining
+    nodes, and without the single-node switch that an in-process torchmate-tune run may have set."""
+    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
+    return env
+
+
 def ray_start(*args: str) -> None:
-    env = {**os.environ, "RAY_AUTH_MODE": "token"}  # Ray 2.60 refuses joining nodes without the token
+    env = cluster_env()
     result = subprocess.run([str(BIN / "ray"), "start", "--num-cpus=1", "--disable-usage-stats", *args], env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
@@ -70,13 +78,16 @@ def node_processes(ip: str) -> list[int]:
 def cluster(tmp_path):
     """A head and two worker nodes, 1 CPU each, all on this machine; stopped afterwards."""
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay under 108 bytes
-    ray_start("--head", f"--node-ip-address={HEAD}", f"--port={PORT}", "--include-dashboard=true",
-              "--dashboard-host=127.0.0.1", f"--temp-dir={temp}")
-    for ip in WORKERS:
-        ray_start(f"--address={HEAD}:{PORT}", f"--node-ip-address={ip}")
-    yield f"{HEAD}:{PORT}"
-    subprocess.run([str(BIN / "ray"), "stop", "--force"], capture_output=True, timeout=120)
-    shutil.rmtree(temp, ignore_errors=True)
+    try:
+        ray_start("--head", f"--node-ip-address={HEAD}", f"--port={PORT}", "--include-dashboard=true",
+                  "--dashboard-host=127.0.0.1", f"--temp-dir={temp}")
+        for ip in WORKERS:
+            ray_start(f"--address={HEAD}:{PORT}", f"--node-ip-address={ip}")
+        yield f"{HEAD}:{PORT}"
+    finally:
+        # only this cluster: its processes name its temp dir (Ray's workers die with their raylet)
+        subprocess.run(["pkill", "-KILL", "-f", temp], capture_output=True, timeout=60)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def run_sweep(tmp_path: Path, address: str, pause: float, until=None) -> tuple[subprocess.Popen, Path]:
@@ -86,7 +97,7 @@ def run_sweep(tmp_path: Path, address: str, pause: float, until=None) -> tuple[s
                                   pause=pause))
     process = subprocess.Popen([str(BIN / "torchmate-tune"), str(space), "--address", address, "--storage-path",
                                 str(tmp_path / "results"), "--name", "exp"], cwd=tmp_path, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env={**os.environ, "RAY_AUTH_MODE": "token"})
+                               stderr=subprocess.PIPE, text=True, env=cluster_env())
     return process, log
 
 

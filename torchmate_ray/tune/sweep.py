@@ -107,8 +107,8 @@ def connect_ray(address: str | None, state_api: bool = False) -> None:
     quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
     if address:
         ray.init(address=address, **quiet)
-    else:
-        ray.init(include_dashboard=state_api, dashboard_host="127.0.0.1", **quiet)
+    else:  # "local": a Ray of our own, even when a `ray start` cluster runs on this machine
+        ray.init(address="local", include_dashboard=state_api, dashboard_host="127.0.0.1", **quiet)
 
 
 def check_storage_shared(path: Path) -> None:
