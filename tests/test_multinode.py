@@ -62,16 +62,29 @@ def ray_start(*args: str) -> None:
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
 
 
-def node_processes(ip: str) -> list[int]:
-    """The processes of the node at ``ip``: its raylet and everything under it (its workers, our trials)."""
+def process_tree(matches) -> list[int]:
+    """The processes whose command line ``matches``, and everything under them."""
     table = [line.split(None, 2) for line in subprocess.run(["ps", "-eww", "-o", "pid,ppid,args"], capture_output=True,
                                                             text=True).stdout.splitlines()[1:]]
-    raylets = [int(pid) for pid, _, args in table if "raylet" in args and f"node_ip_address={ip}" in args]
-    found, frontier = list(raylets), list(raylets)
+    roots = [int(pid) for pid, _, *args in table if args and matches(args[0])]
+    found, frontier = list(roots), list(roots)
     while frontier:
-        children = [int(pid) for pid, ppid, _ in table if int(ppid) in frontier]
+        children = [int(pid) for pid, ppid, *_ in table if int(ppid) in frontier]
         found, frontier = found + children, children
     return found
+
+
+def node_processes(ip: str) -> list[int]:
+    """The processes of the node at ``ip``: its raylet and everything under it (its workers, our trials)."""
+    return process_tree(lambda args: "raylet" in args and f"node_ip_address={ip}" in args)
+
+
+def kill(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 @pytest.fixture
@@ -85,8 +98,7 @@ def cluster(tmp_path):
             ray_start(f"--address={HEAD}:{PORT}", f"--node-ip-address={ip}")
         yield f"{HEAD}:{PORT}"
     finally:
-        # only this cluster: its processes name its temp dir (Ray's workers die with their raylet)
-        subprocess.run(["pkill", "-KILL", "-f", temp], capture_output=True, timeout=60)
+        kill(process_tree(lambda args: temp in args))  # only this cluster: its processes name its temp dir
         shutil.rmtree(temp, ignore_errors=True)
 
 
@@ -131,8 +143,7 @@ def test_sweep_survives_losing_a_worker_node(cluster, tmp_path):
     assert victim, "no trial reached a worker node"
     at_kill = epochs(log)
     lost = {trial for trial, runs in at_kill.items() if runs[-1][0] == victim}
-    for pid in node_processes(victim):
-        os.kill(pid, signal.SIGKILL)
+    kill(node_processes(victim))
     out, err = process.communicate(timeout=400)
     assert process.returncode == 0, err[-3000:]
     summary = json.loads((tmp_path / "results" / "exp" / "summary.json").read_text())
