@@ -115,6 +115,9 @@ BAD_SPACES = [
     ("gpus-without-gpus", None, ["--gpus-per-worker", "1"],
      "sweep.resources.gpus_per_worker: a trial needs 1 GPU(s) but the largest node has 0; lower gpus_per_worker "
      "(--gpus-per-worker 0 for CPU) or join a cluster with GPUs"),
+    ("storage-uri", None, ["--storage-path", "s3://bucket/sweeps"],
+     "sweep.storage_path: expected a directory path, got 's3://bucket/sweeps' (str); mount a bucket (s3://, gs://) "
+     "as a shared directory and give its path"),
     ("optuna-with-grid", None, ["--search", "optuna"],
      "model.cfg.hidden: Optuna cannot search grid_search; use --search random, or move the domain"),
 ]

@@ -148,6 +148,9 @@ def _check_settings(s: SweepSettings) -> None:
             raise ConfigError(f"sweep.resources.{key}", f"expected a number >= 0, got {describe(r[key])}; use e.g. 1")
     if r["cpus_per_worker"] == 0 and r["gpus_per_worker"] == 0:
         raise ConfigError("sweep.resources", "a trial needs some CPU or GPU; set cpus_per_worker > 0")
+    if not isinstance(s.storage_path, str) or "://" in s.storage_path:
+        raise ConfigError("sweep.storage_path", f"expected a directory path, got {describe(s.storage_path)}; mount a "
+                          f"bucket (s3://, gs://) as a shared directory and give its path")
     if not isinstance(s.metric, str) or not s.metric:
         raise ConfigError("sweep.metric", f"expected a logged metric name, got {describe(s.metric)}; use e.g. 'val/loss'")
 
