@@ -46,7 +46,7 @@ class SweepSettings:
     name: str | None = None
     storage_path: str = "./ray_results"
     max_failures: int = 0
-    checkpoints_to_keep: int = 1       # 1: Tune snapshots its state at every checkpoint, so a resume loses nothing
+    checkpoints_to_keep: int | None = None  # None: all (see sweep.build_run_config)
     address: str | None = None         # command line only (--address)
 
 
@@ -134,7 +134,10 @@ def _check_settings(s: SweepSettings) -> None:
         raise ConfigError("sweep.mode", f"expected 'min' or 'max', got {describe(s.mode)}; use --mode min|max")
     _check_name(s.scheduler, SCHEDULERS, "sweep.scheduler")
     _check_name(s.search_alg, SEARCHERS, "sweep.search_alg")
-    for key, minimum in (("num_samples", 1), ("max_failures", -1), ("checkpoints_to_keep", 1)):
+    if s.checkpoints_to_keep is not None and (not _is_int(s.checkpoints_to_keep) or s.checkpoints_to_keep < 1):
+        raise ConfigError("sweep.checkpoints_to_keep", f"expected an int >= 1 or None (all), got "
+                          f"{describe(s.checkpoints_to_keep)}; fix it")
+    for key, minimum in (("num_samples", 1), ("max_failures", -1)):
         value = getattr(s, key)
         if not _is_int(value) or value < minimum:
             raise ConfigError(f"sweep.{key}", f"expected an int >= {minimum}, got {describe(value)}; fix it")

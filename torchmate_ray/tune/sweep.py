@@ -104,6 +104,7 @@ def connect_ray(address: str | None, state_api: bool = False) -> None:
     if ray.is_initialized():
         return
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")  # state snapshots: a resume repeats at most ~2 s
     quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
     if address:
         ray.init(address=address, **quiet)
@@ -156,6 +157,9 @@ def build_tune_config(space: SearchSpace, plan: ResourcePlan) -> TuneConfig:
 
 
 def build_run_config(space: SearchSpace, path: Path) -> RunConfig:
+    """Tune's run config. Checkpoints are all kept by default: Tune deletes old ones as new ones come, and
+    a driver killed before its next state snapshot then resumes trials from a checkpoint that no longer
+    exists ("Could not recover from checkpoint", seen with 1 and with 2 kept)."""
     s = space.settings
     return RunConfig(name=path.name, storage_path=str(path.parent), verbose=1,
                      checkpoint_config=CheckpointConfig(num_to_keep=s.checkpoints_to_keep),

@@ -44,7 +44,7 @@ class TrialLayout:
     cpus_per_worker: float = 1
     gpus_per_worker: float = 0
     max_failures: int = 0
-    checkpoints_to_keep: int = 1
+    checkpoints_to_keep: int | None = None
     train_storage: str = ""        # where multi-worker trials keep their Train runs (shared storage)
 
 
