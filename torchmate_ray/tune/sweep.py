@@ -21,6 +21,7 @@ from torchmate_ray.lightning.build import call_checked
 from torchmate_ray.lightning.configure import configure_data
 from torchmate_ray.lightning.errors import ConfigError
 from torchmate_ray.lightning.files import module_name
+from torchmate_ray.tune.progress import build_progress, quiet_ray_output
 from torchmate_ray.tune.resources import ResourcePlan, cluster_nodes, local_nodes, plan_resources
 from torchmate_ray.tune.space import SearchSpace, find_domains, sample_configs
 from torchmate_ray.tune.trial import TrialLayout, train_trial
@@ -64,16 +65,19 @@ def check_experiment_dir(space: SearchSpace, resume: bool) -> Path:
     return path
 
 
-def run_sweep(space: SearchSpace, plan: ResourcePlan, resume: bool = False, retry_errored: bool = False) -> SweepRun:
+def run_sweep(space: SearchSpace, plan: ResourcePlan, resume: bool = False, retry_errored: bool = False,
+              verbose: bool = False) -> SweepRun:
     """Run (or resume) the sweep of ``space`` under ``plan`` and return its results.
 
     Resuming keeps finished trials as they are and continues interrupted ones from their last
     checkpoint; errored ones continue from theirs only with ``retry_errored``. The config must
-    already be validated (``validate_space``): nothing here checks names.
+    already be validated (``validate_space``): nothing here checks names. Progress shows as a compact
+    table (progress.py), or with ``verbose`` as Ray Tune's own output.
     """
     path = check_experiment_dir(space, resume)
     trial_config = prepare_trial_config(space)
-    tune_config, run_config = build_tune_config(space, plan), build_run_config(space, path)  # may refuse: before Ray
+    # may refuse: before Ray starts
+    tune_config, run_config = build_tune_config(space, plan), build_run_config(space, path, verbose)
     configure_data(sample_configs(trial_config)[0]).prepare_data()  # download once, here, not in every trial
     connect_ray(space.settings.address, state_api=plan.workers > 1)
     if space.settings.address:
@@ -86,11 +90,23 @@ def run_sweep(space: SearchSpace, plan: ResourcePlan, resume: bool = False, retr
     if resume:
         tuner = tune.Tuner.restore(str(path), trainable, param_space=trial_config, resume_unfinished=True,
                                    resume_errored=retry_errored)
+        restore_run_output(tuner, run_config)
     else:
         tuner = tune.Tuner(trainable, param_space=trial_config, tune_config=tune_config, run_config=run_config)
     started = time.monotonic()
-    results = tuner.fit()
+    with quiet_ray_output(verbose):
+        results = tuner.fit()
     return SweepRun(results, path, plan, time.monotonic() - started)
+
+
+def restore_run_output(tuner: tune.Tuner, run_config: RunConfig) -> None:
+    """Give a restored tuner this run's output settings (progress display or ``--verbose``).
+
+    ``Tuner.restore`` brings back the RunConfig saved when the sweep began (tuner.pkl) and takes no
+    other; Ray's own answer is to reach it through the tuner (ray#41364).
+    """
+    restored = tuner._local_tuner.get_run_config()
+    restored.callbacks, restored.verbose = run_config.callbacks, run_config.verbose
 
 
 def connect_ray(address: str | None, state_api: bool = False) -> None:
@@ -109,6 +125,8 @@ def connect_ray(address: str | None, state_api: bool = False) -> None:
     if address:
         ray.init(address=address, **quiet)
     else:  # "local": a Ray of our own, even when a `ray start` cluster runs on this machine
+        # Ray warns that it turned token authentication on (its default): noise for a Ray of our own on loopback
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
         ray.init(address="local", include_dashboard=state_api, dashboard_host="127.0.0.1", **quiet)
 
 
@@ -156,12 +174,13 @@ def build_tune_config(space: SearchSpace, plan: ResourcePlan) -> TuneConfig:
                       trial_dirname_creator=lambda trial: trial.trial_id)
 
 
-def build_run_config(space: SearchSpace, path: Path) -> RunConfig:
+def build_run_config(space: SearchSpace, path: Path, verbose: bool = False) -> RunConfig:
     """Tune's run config. Checkpoints are all kept by default: Tune deletes old ones as new ones come, and
     a driver killed before its next state snapshot then resumes trials from a checkpoint that no longer
     exists ("Could not recover from checkpoint", seen with 1 and with 2 kept)."""
     s = space.settings
-    return RunConfig(name=path.name, storage_path=str(path.parent), verbose=1,
+    return RunConfig(name=path.name, storage_path=str(path.parent), verbose=1 if verbose else 0,
+                     callbacks=[] if verbose else [build_progress(space, TIME_ATTR)],
                      checkpoint_config=CheckpointConfig(num_to_keep=s.checkpoints_to_keep),
                      failure_config=FailureConfig(max_failures=s.max_failures))
 

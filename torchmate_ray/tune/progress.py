@@ -1,0 +1,310 @@
+"""Live progress of a sweep: a compact table redrawn in place on a terminal, one line per ended trial otherwise.
+
+This replaces Ray Tune's own output (``torchmate-tune --verbose`` brings Ray's back instead). A trial
+is *running* or *pending* (PENDING or PAUSED in Ray) until it ends as *finished* (all ``max_epochs``),
+*stopped* (ended earlier: ASHA cut it) or *errored*, the same words as the leaderboard and summary.json.
+The best trial is the best of those that finished or stopped, by the metric at their last epoch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from ray.tune import Callback
+
+from torchmate_ray.tune.report import _short, get_path, varied_paths
+from torchmate_ray.tune.space import SearchSpace
+
+STATES = ("running", "pending", "finished", "stopped", "errored")
+ENDED = ("finished", "stopped", "errored")
+
+
+@dataclass
+class Best:
+    trial_id: str
+    value: float
+    params: dict[str, str]  # short label -> short value, e.g. {"lr": "0.001123"}
+
+
+@dataclass
+class Snapshot:
+    """Where a sweep stands: trials by state, epochs run of the budget, the best ended trial, time."""
+
+    counts: dict[str, int]
+    num_trials: int
+    epochs_done: int
+    epoch_budget: int
+    best: Best | None
+    elapsed: float
+    eta: float | None
+
+    @property
+    def ended(self) -> int:
+        return sum(self.counts[state] for state in ENDED)
+
+
+class SweepProgress(Callback):
+    """Shows a sweep's progress from the Tune driver (pass it in ``RunConfig(callbacks=[...])``).
+
+    On a terminal, a table of four lines is redrawn in place, at most every ``redraw_s`` seconds.
+    Otherwise (CI, a log file) each trial that ends prints one plain line that also carries the counts,
+    the best trial (its hyperparameters when it is new), epochs run and the time left, so a sweep of
+    N trials prints N lines. Trial states are read from Ray's trials on every update, so a resumed
+    sweep counts the trials that ended before it.
+
+    The time left is a rough estimate: the trials still to end, at the pace trials have ended in this
+    run (elapsed time / trials ended). ASHA's early stops and the trials running now are in that pace;
+    it is unknown until the first trial ends.
+
+    Args:
+        metric, mode: the sweep's metric and ``"max"`` or ``"min"``.
+        num_trials, max_epochs: the sweep's size; the epoch budget is their product.
+        param_paths: key paths of the hyperparameters that vary (``report.varied_paths``).
+        epoch_key: the result key that counts a trial's epochs (the schedulers' time attribute).
+        tty: redraw a table (True) or print lines (False); None: a table when the output is a terminal.
+        stream: where to write; None: ``sys.stdout``.
+    """
+
+    def __init__(self, metric: str, mode: str, num_trials: int, max_epochs: int, param_paths: Sequence[str],
+                 epoch_key: str = "training_iteration", tty: bool | None = None, redraw_s: float = 0.5,
+                 stream: TextIO | None = None):
+        self.metric, self.mode, self.epoch_key = metric, mode, epoch_key
+        self.num_trials, self.max_epochs = num_trials, max_epochs
+        self.param_paths = list(param_paths)
+        self.labels = short_labels(self.param_paths)
+        self.tty, self.redraw_s = tty, redraw_s
+        self.stream = stream  # None: sys.stdout when writing (a file object would not pickle into tuner.pkl)
+        self._reset()
+
+    def _reset(self) -> None:
+        self._ended: dict[str, str] = {}  # trial id -> finished | stopped | errored, for trials ending in this run
+        self._started = time.monotonic()
+        self._best_id: str | None = None
+        self._last_event = ""
+        self._drawn = 0  # lines of the table on screen
+        self._last_draw = -math.inf
+
+    # --- Ray Tune hooks -----------------------------------------------------------------------
+    def setup(self, **info: Any) -> None:
+        self._reset()
+        if self.tty is None:
+            self.tty = _is_terminal(self._out())
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._trial_ended(trials, trial, "finished" if self.epochs_of(trial) >= self.max_epochs else "stopped")
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._trial_ended(trials, trial, "errored")
+
+    def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
+        if self.tty and time.monotonic() - self._last_draw >= self.redraw_s:
+            self._draw(self.snapshot(trials))
+
+    def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
+        if self.tty:
+            self._draw(self.snapshot(trials))
+
+    # --- state ---------------------------------------------------------------------------------
+    def state_of(self, trial: Any) -> str:
+        """One of STATES. A trial that just ended is still RUNNING in Ray while its hooks run."""
+        if trial.trial_id in self._ended:
+            return self._ended[trial.trial_id]
+        status = trial.status
+        if status == "TERMINATED":
+            return "finished" if self.epochs_of(trial) >= self.max_epochs else "stopped"
+        return {"ERROR": "errored", "RUNNING": "running"}.get(status, "pending")
+
+    def epochs_of(self, trial: Any) -> int:
+        return int((trial.last_result or {}).get(self.epoch_key, 0) or 0)
+
+    def snapshot(self, trials: Sequence[Any]) -> Snapshot:
+        states = {trial.trial_id: self.state_of(trial) for trial in trials}
+        counts = {state: sum(s == state for s in states.values()) for state in STATES}
+        counts["pending"] += max(self.num_trials - len(trials), 0)  # not created by the searcher yet
+        elapsed = time.monotonic() - self._started
+        to_end = self.num_trials - sum(counts[state] for state in ENDED)
+        eta = to_end * elapsed / len(self._ended) if self._ended else None
+        return Snapshot(counts, self.num_trials, sum(map(self.epochs_of, trials)), self.num_trials * self.max_epochs,
+                        self.best_of(t for t in trials if states[t.trial_id] in ("finished", "stopped")),
+                        elapsed, eta)
+
+    def best_of(self, trials: Any) -> Best | None:
+        """The best trial by its last value of the metric; ties go to the smaller trial id, as in the leaderboard."""
+        sign = -1 if self.mode == "max" else 1
+        scored = [(sign * value, trial.trial_id, trial) for trial in trials
+                  if (value := _metric(trial, self.metric)) is not None]
+        if not scored:
+            return None
+        _, trial_id, trial = min(scored, key=lambda item: item[:2])
+        params = {label: _short(get_path(trial.config or {}, path)) for label, path in zip(self.labels, self.param_paths)}
+        return Best(trial_id, _metric(trial, self.metric), params)
+
+    def _trial_ended(self, trials: list[Any], trial: Any, state: str) -> None:
+        self._ended[trial.trial_id] = state
+        self._last_event = describe_end(trial, state, f"{self.epochs_of(trial)}/{self.max_epochs}", self.metric)
+        snapshot = self.snapshot(trials)
+        new_best = snapshot.best is not None and snapshot.best.trial_id != self._best_id
+        self._best_id = snapshot.best.trial_id if snapshot.best else None
+        if not self.tty:
+            self._write(format_line(self._last_event, snapshot, new_best) + "\n")
+
+    # --- output --------------------------------------------------------------------------------
+    def _out(self) -> TextIO:
+        return self.stream or sys.stdout
+
+    def _write(self, text: str) -> None:
+        out = self._out()
+        out.write(text)
+        out.flush()
+
+    def _draw(self, snapshot: Snapshot) -> None:
+        width = shutil.get_terminal_size().columns - 1  # a line that wraps would break the redraw
+        lines = [line[:width] for line in format_table(snapshot, self.metric, self._last_event)]
+        up = f"\x1b[{self._drawn}A\r" if self._drawn else ""
+        self._write(up + "".join(f"\x1b[2K{line}\n" for line in lines))
+        self._drawn, self._last_draw = len(lines), time.monotonic()
+
+
+def build_progress(space: SearchSpace, epoch_key: str) -> SweepProgress:
+    """The progress display of ``space``'s sweep: its metric, trials, epochs and varied hyperparameters."""
+    s = space.settings
+    return SweepProgress(s.metric, s.mode, space.num_trials, space.max_epochs, varied_paths(space.config), epoch_key)
+
+
+# Ray's log records about trial errors that the progress display already shows: the first carries the
+# whole traceback (with ANSI colours), the second lists the errored trials once more at the end.
+TRIAL_ERROR_LOGS = {"ray.tune.execution.tune_controller": "Trial task failed for trial",
+                    "ray.tune.tune": "Trials did not complete"}
+
+
+class _DropRecords(logging.Filter):
+    def __init__(self, prefix: str):
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefix)
+
+
+@contextlib.contextmanager
+def quiet_ray_output(verbose: bool) -> Iterator[None]:
+    """Ray Tune's output off for the sweep (unless ``verbose``), so the progress display is all there is.
+
+    ``RunConfig(verbose=0)`` alone is not enough: Ray's new output engine (the default) still prints
+    its experiment banner and a table for every trial error (ray/tune/experimental/output.py); its
+    legacy engine prints nothing at 0. Ray also logs each trial error's traceback: the progress line
+    gives the error's last line and the file that keeps the traceback.
+    """
+    if verbose:
+        yield
+        return
+    saved = os.environ.get("RAY_AIR_NEW_OUTPUT")
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    filters = [(logging.getLogger(name), _DropRecords(prefix)) for name, prefix in TRIAL_ERROR_LOGS.items()]
+    for logger, drop in filters:
+        logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        for logger, drop in filters:
+            logger.removeFilter(drop)
+        if saved is None:
+            os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
+        else:
+            os.environ["RAY_AIR_NEW_OUTPUT"] = saved
+
+
+# --- formatting ---------------------------------------------------------------------------------
+def format_line(event: str, s: Snapshot, new_best: bool) -> str:
+    """One line for a log: the trial that ended, then where the sweep stands.
+
+    ``[1:05] 3f2a1_00007 stopped at epoch 1/3, val/accuracy 0.8275 | 8/12 ended: 3 finished, 5 stopped,
+    0 errored; 2 running | epochs 14/36 | eta 0:32 | best 0.9550 3f2a1_00005``
+    """
+    counts = s.counts
+    best = "best -" if s.best is None else f"{'new best' if new_best else 'best'} {s.best.value:.4f} {s.best.trial_id}"
+    if s.best is not None and new_best and s.best.params:
+        best += ": " + " ".join(f"{k}={v}" for k, v in s.best.params.items())
+    return (f"[{format_duration(s.elapsed)}] {event} | {s.ended}/{s.num_trials} ended: {counts['finished']} finished, "
+            f"{counts['stopped']} stopped, {counts['errored']} errored; {counts['running']} running | "
+            f"epochs {s.epochs_done}/{s.epoch_budget} | eta {format_duration(s.eta)} | {best}")
+
+
+def format_table(s: Snapshot, metric: str, last_event: str) -> list[str]:
+    """The terminal table: four lines."""
+    counts = s.counts
+    best = "-" if s.best is None else f"{metric} {s.best.value:.4f}  {s.best.trial_id}  " + "  ".join(
+        f"{k}={v}" for k, v in s.best.params.items())
+    return [
+        f"trials   {s.ended}/{s.num_trials} ended: {counts['finished']} finished, {counts['stopped']} stopped, "
+        f"{counts['errored']} errored  |  {counts['running']} running, {counts['pending']} pending",
+        f"epochs   {s.epochs_done}/{s.epoch_budget}  |  elapsed {format_duration(s.elapsed)}  |  "
+        f"eta {format_duration(s.eta)}",
+        f"best     {best}",
+        f"last     {last_event or '-'}",
+    ]
+
+
+def describe_end(trial: Any, state: str, epochs: str, metric: str) -> str:
+    """``3f2a1_00007 stopped at epoch 1/3, val/accuracy 0.8275``; errored: the error's last line and its file."""
+    text = f"{trial.trial_id} {state} at epoch {epochs}"
+    if state == "errored":
+        error = _last_error_line(trial)
+        return text + (f": {error} (traceback: {trial.error_file})" if error else "")
+    value = _metric(trial, metric)
+    return text + (f", {metric} {value:.4f}" if value is not None else f", no {metric}")
+
+
+def short_labels(paths: Sequence[str]) -> list[str]:
+    """The shortest dotted suffix of each key path that no other path shares: ``optimizer.cfg.lr`` -> ``lr``;
+    a spec's name stands for the spec: ``model.name`` -> ``model``."""
+    paths = [path.removesuffix(".name") for path in paths]
+    labels = []
+    for path in paths:
+        parts = path.split(".")
+        for n in range(1, len(parts) + 1):
+            label = ".".join(parts[-n:])
+            if parts[-n].isdigit():  # a list index says nothing alone: ``layers.2`` not ``2``
+                continue
+            if not any(other != path and (other == label or other.endswith("." + label)) for other in paths):
+                break
+        labels.append(label)
+    return labels
+
+
+def format_duration(seconds: float | None) -> str:
+    """``0:42``, ``12:05``, ``1:02:09``; ``?`` when unknown."""
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def _metric(trial: Any, metric: str) -> float | None:
+    value = (trial.last_result or {}).get(metric)
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def _last_error_line(trial: Any) -> str:
+    path = getattr(trial, "error_file", None)
+    try:
+        lines = [line for line in Path(path).read_text().splitlines() if line.strip()] if path else []
+    except OSError:
+        return ""
+    return lines[-1].strip() if lines else ""
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty()) and os.environ.get("TERM") != "dumb"
