@@ -59,7 +59,9 @@ def train_entry() -> None:
 def build_tune_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="torchmate-tune",
-        description="Run an ASHA-scheduled Ray Tune sweep over a search-space file (a config with tune domains).")
+        description="Run an ASHA-scheduled Ray Tune sweep over a search-space file (a config with tune domains).",
+        epilog="An experiment's offline HTML report (also written when a sweep ends): torchmate-tune report "
+               "EXPERIMENT_DIR [DIR_B] [--output PATH]; see torchmate-tune report --help")
     parser.add_argument("space_file", metavar="SPACE.py|EXPERIMENT_DIR",
                         help="Python file that defines `config` (with tune domains) and optionally `sweep`; or, with "
                              "--resume, the directory of an experiment to continue")
@@ -80,15 +82,16 @@ def build_tune_parser() -> argparse.ArgumentParser:
                         "EXPERIMENT_DIR): finished trials are kept, interrupted ones go on from their checkpoint")
     parser.add_argument("--retry-errored", action="store_true", help="with --resume: also continue errored trials")
     parser.add_argument("--dry-run", action="store_true", help="print domains, settings and the resource plan; run nothing")
-    parser.add_argument("--verbose", action="store_true", help="Ray Tune's own progress output instead of the compact "
-                        "table (a terminal) or one line per ended trial (a log)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                         help="override a config value (a tune domain or a fixed value), repeatable")
     return parser
 
 
 def tune_main(argv: Sequence[str] | None = None) -> int:
-    """``torchmate-tune SPACE.py [...]``: validate, plan, sweep, report."""
+    """``torchmate-tune SPACE.py [...]``: validate, plan, sweep, report (``torchmate-tune report ...``: report_main)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["report"]:
+        return report_main(argv[1:])
     args = build_tune_parser().parse_args(argv)
     from torchmate_ray.lightning.errors import ConfigError
 
@@ -120,8 +123,7 @@ def tune_main(argv: Sequence[str] | None = None) -> int:
         if not args.resume:
             save_invocation(path, {**invocation, "settings": {**invocation["settings"], "name": search_space.settings.name}})
         print(f"experiment: {path}  (continue it with: torchmate-tune {path} --resume)", flush=True)
-        run = sweep.run_sweep(search_space, plan, resume=args.resume, retry_errored=args.retry_errored,
-                              verbose=args.verbose)
+        run = sweep.run_sweep(search_space, plan, resume=args.resume, retry_errored=args.retry_errored)
     except ConfigError as err:
         print(f"torchmate-tune: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -133,7 +135,10 @@ def tune_main(argv: Sequence[str] | None = None) -> int:
     if summary["best_trial"]:
         print(f"best: {summary['best_trial']} {summary['metric']} = {summary['best_value']:.4f}; "
               f"torchmate-train {run.experiment_dir / 'best_config.py'}")
+    from torchmate_ray.tune.report_page import write_report
+
     print(f"results: {run.experiment_dir}")
+    print(f"report: {write_report(run.experiment_dir, search_space)}")
     return EXIT_TRIALS_ERRORED if summary["trials"]["errored"] else EXIT_OK
 
 
@@ -170,6 +175,39 @@ def save_invocation(directory: Path, invocation: dict[str, Any]) -> None:
     """Keep what started the sweep in its directory, so that ``torchmate-tune DIR --resume`` needs nothing else."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / INVOCATION_FILE).write_text(json.dumps(invocation, indent=2) + "\n")
+
+
+def build_report_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="torchmate-tune report",
+        description="Write an experiment's offline report: one self-contained HTML page (no server, nothing "
+                    "fetched) with learning curves, ASHA rung survival, each hyperparameter against the metric, "
+                    "parallel coordinates, the leaderboard and the compute spent with and without early stopping. "
+                    "Works on a finished, running or interrupted experiment. With DIR_B: two experiments side by side.")
+    parser.add_argument("experiment_dir", metavar="EXPERIMENT_DIR", help="an experiment (<storage_path>/<name>)")
+    parser.add_argument("other_dir", metavar="DIR_B", nargs="?", help="a second experiment to compare with the first")
+    parser.add_argument("--output", metavar="PATH", help="where to write the page (default: EXPERIMENT_DIR/report.html, "
+                        "or with DIR_B: EXPERIMENT_DIR/compare-<DIR_B's name>.html); a report's PNGs always go to "
+                        "EXPERIMENT_DIR/report/")
+    return parser
+
+
+def report_main(argv: Sequence[str]) -> int:
+    """``torchmate-tune report EXPERIMENT_DIR [DIR_B] [--output PATH]``: write the page, print where."""
+    args = build_report_parser().parse_args(argv)
+    from torchmate_ray.lightning.errors import ConfigError
+    from torchmate_ray.tune.report_page import write_comparison, write_report
+
+    try:
+        if args.other_dir:
+            path = write_comparison(args.experiment_dir, args.other_dir, args.output)
+        else:
+            path = write_report(args.experiment_dir, output=args.output)
+    except ConfigError as err:
+        print(f"torchmate-tune: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"report: {path}")
+    return EXIT_OK
 
 
 def tune_entry() -> None:
