@@ -82,6 +82,8 @@ def build_tune_parser() -> argparse.ArgumentParser:
                         "EXPERIMENT_DIR): finished trials are kept, interrupted ones go on from their checkpoint")
     parser.add_argument("--retry-errored", action="store_true", help="with --resume: also continue errored trials")
     parser.add_argument("--dry-run", action="store_true", help="print domains, settings and the resource plan; run nothing")
+    parser.add_argument("--verbose", action="store_true", help="Ray Tune's own progress output instead of the compact "
+                        "table (a terminal) or one line per ended trial (a log)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                         help="override a config value (a tune domain or a fixed value), repeatable")
     return parser
@@ -123,7 +125,8 @@ def tune_main(argv: Sequence[str] | None = None) -> int:
         if not args.resume:
             save_invocation(path, {**invocation, "settings": {**invocation["settings"], "name": search_space.settings.name}})
         print(f"experiment: {path}  (continue it with: torchmate-tune {path} --resume)", flush=True)
-        run = sweep.run_sweep(search_space, plan, resume=args.resume, retry_errored=args.retry_errored)
+        run = sweep.run_sweep(search_space, plan, resume=args.resume, retry_errored=args.retry_errored,
+                              verbose=args.verbose)
     except ConfigError as err:
         print(f"torchmate-tune: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
