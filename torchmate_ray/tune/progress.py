@@ -15,7 +15,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -73,22 +73,24 @@ class SweepProgress(Callback):
         epoch_key: the result key that counts a trial's epochs (the schedulers' time attribute).
         tty: redraw a table (True) or print lines (False); None: a table when the output is a terminal.
         stream: where to write; None: ``sys.stdout``.
+        clock: seconds, for the elapsed time and the redraw interval.
     """
 
     def __init__(self, metric: str, mode: str, num_trials: int, max_epochs: int, param_paths: Sequence[str],
                  epoch_key: str = "training_iteration", tty: bool | None = None, redraw_s: float = 0.5,
-                 stream: TextIO | None = None):
+                 stream: TextIO | None = None, clock: Callable[[], float] = time.monotonic):
         self.metric, self.mode, self.epoch_key = metric, mode, epoch_key
         self.num_trials, self.max_epochs = num_trials, max_epochs
         self.param_paths = list(param_paths)
         self.labels = short_labels(self.param_paths)
         self.tty, self.redraw_s = tty, redraw_s
         self.stream = stream  # None: sys.stdout when writing (a file object would not pickle into tuner.pkl)
+        self.clock = clock
         self._reset()
 
     def _reset(self) -> None:
         self._ended: dict[str, str] = {}  # trial id -> finished | stopped | errored, for trials ending in this run
-        self._started = time.monotonic()
+        self._started = self.clock()
         self._best_id: str | None = None
         self._last_event = ""
         self._drawn = 0  # lines of the table on screen
@@ -107,7 +109,7 @@ class SweepProgress(Callback):
         self._trial_ended(trials, trial, "errored")
 
     def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
-        if self.tty and time.monotonic() - self._last_draw >= self.redraw_s:
+        if self.tty and self.clock() - self._last_draw >= self.redraw_s:
             self._draw(self.snapshot(trials))
 
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
@@ -131,7 +133,7 @@ class SweepProgress(Callback):
         states = {trial.trial_id: self.state_of(trial) for trial in trials}
         counts = {state: sum(s == state for s in states.values()) for state in STATES}
         counts["pending"] += max(self.num_trials - len(trials), 0)  # not created by the searcher yet
-        elapsed = time.monotonic() - self._started
+        elapsed = self.clock() - self._started
         to_end = self.num_trials - sum(counts[state] for state in ENDED)
         eta = to_end * elapsed / len(self._ended) if self._ended else None
         return Snapshot(counts, self.num_trials, sum(map(self.epochs_of, trials)), self.num_trials * self.max_epochs,
@@ -172,7 +174,7 @@ class SweepProgress(Callback):
         lines = [line[:width] for line in format_table(snapshot, self.metric, self._last_event)]
         up = f"\x1b[{self._drawn}A\r" if self._drawn else ""
         self._write(up + "".join(f"\x1b[2K{line}\n" for line in lines))
-        self._drawn, self._last_draw = len(lines), time.monotonic()
+        self._drawn, self._last_draw = len(lines), self.clock()
 
 
 def build_progress(space: SearchSpace, epoch_key: str) -> SweepProgress:
