@@ -14,6 +14,7 @@ from typing import Any
 
 from torchmate_ray.lightning.files import module_name
 from torchmate_ray.tune.space import SearchSpace, find_domains
+from torchmate_ray.tune.trial import EPOCHS
 
 
 @dataclass
@@ -36,7 +37,7 @@ def collect_rows(results: Any, space: SearchSpace) -> list[TrialRow]:
     rows = []
     for result in results:
         metrics = result.metrics or {}
-        epochs = int(metrics.get("training_iteration", 0) or 0)
+        epochs = int(metrics.get(EPOCHS, 0) or 0)
         status = "errored" if result.error else "finished" if epochs >= max_epochs else "stopped"
         value = metrics.get(metric)
         rows.append(TrialRow(
@@ -69,9 +70,10 @@ def get_path(config: Any, path: str) -> Any:
 
 def learning_curve(result: Any, metric: str) -> list[tuple[int, float]]:
     frame = result.metrics_dataframe
-    if frame is None or metric not in frame or "training_iteration" not in frame:
+    if frame is None or metric not in frame or EPOCHS not in frame:
         return []
-    return [(int(i), float(v)) for i, v in zip(frame["training_iteration"], frame[metric]) if v == v]
+    # a trial continued from a checkpoint may report its last epoch again: one point per epoch, the last
+    return sorted({int(e): float(v) for e, v in zip(frame[EPOCHS], frame[metric]) if v == v and e == e}.items())
 
 
 def write_results(rows: list[TrialRow], space: SearchSpace, directory: Path, wall_seconds: float) -> dict[str, Any]:

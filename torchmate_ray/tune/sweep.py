@@ -24,9 +24,11 @@ from torchmate_ray.lightning.files import module_name
 from torchmate_ray.tune.progress import build_progress, quiet_ray_output
 from torchmate_ray.tune.resources import ResourcePlan, cluster_nodes, local_nodes, plan_resources
 from torchmate_ray.tune.space import SearchSpace, find_domains, sample_configs
-from torchmate_ray.tune.trial import TrialLayout, train_trial
+from torchmate_ray.tune.trial import EPOCHS, TrialLayout, train_trial
 
-TIME_ATTR = "training_iteration"  # one report per epoch: ASHA's rungs are epochs
+# Rungs in epochs done, as the trials report them: Tune's own training_iteration counts reports, and a
+# trial continued from a checkpoint newer than Tune's state knew of would be behind in it.
+TIME_ATTR = EPOCHS
 
 
 @dataclass
@@ -85,7 +87,7 @@ def run_sweep(space: SearchSpace, plan: ResourcePlan, resume: bool = False, retr
     ray.cloudpickle.register_pickle_by_value(_space_module(space))  # classes defined in the file reach the trials
     s = space.settings
     layout = TrialLayout(plan.workers, plan.cpus_per_worker, plan.gpus_per_worker, s.max_failures,
-                         s.checkpoints_to_keep, str(path / "train_runs"))
+                         s.checkpoints_to_keep, str(path), str(path / "train_runs"))
     trainable = tune.with_resources(tune.with_parameters(train_trial, layout=layout), plan.bundle)
     if resume:
         tuner = tune.Tuner.restore(str(path), trainable, param_space=trial_config, resume_unfinished=True,

@@ -7,20 +7,26 @@ driver that runs a Ray Train V2 ``TorchTrainer`` whose workers run Lightning wit
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import sys
+import tempfile
 import types
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import ray
 from ray import tune
 from ray.tune.integration.pytorch_lightning import TuneReportCheckpointCallback
+from ray.tune.integration.ray_train import TuneReportCallback
 
 from torchmate_ray.lightning.configure import configure_all
 
 CHECKPOINT_FILE = "trainer.ckpt"
+PROGRESS_FILE = "progress.json"  # beside each checkpoint: its epochs and the metrics reported with it
+EPOCHS = "epochs"  # reported with every result: epochs done, the schedulers' time attribute
 
 # Trainer settings for a trial, unless the config's own `training` says otherwise: Tune keeps the
 # metrics (one report per epoch) and the checkpoints, so Lightning's own logger, checkpointing,
@@ -45,6 +51,7 @@ class TrialLayout:
     gpus_per_worker: float = 0
     max_failures: int = 0
     checkpoints_to_keep: int | None = None
+    experiment_dir: str = ""       # the trials' own directories are <experiment_dir>/<trial id>
     train_storage: str = ""        # where multi-worker trials keep their Train runs (shared storage)
 
 
@@ -59,15 +66,69 @@ def train_trial(config: dict[str, Any], layout: TrialLayout = TrialLayout()) -> 
         run_distributed_trial(config, layout)
         return
     register_file_classes(config)
-    report = TuneReportCheckpointCallback(filename=CHECKPOINT_FILE, on="train_epoch_end")
-    trainer, model, data = configure_all(config, trial_trainer_kwargs(config, report))
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is None:
+    trainer, model, data = configure_all(config, trial_trainer_kwargs(config, EpochReportCallback()))
+    resume = find_resume_checkpoint(tune.get_checkpoint(), Path(layout.experiment_dir) / tune.get_context().get_trial_id())
+    if resume is None:
         trainer.fit(model, data)
         return
-    with checkpoint.as_directory() as directory:
-        # The checkpoint is this trial's own; its hyperparameters hold classes, which weights_only refuses.
-        trainer.fit(model, data, ckpt_path=os.path.join(directory, CHECKPOINT_FILE), weights_only=False)
+    directory, record = resume
+    if record["epochs"] >= trainer.max_epochs:  # it had finished: only its last report may be missing from Tune's state
+        tune.report({**record["metrics"], EPOCHS: record["epochs"]})
+        return
+    # The checkpoint is this trial's own; its hyperparameters hold classes, which weights_only refuses.
+    trainer.fit(model, data, ckpt_path=str(directory / CHECKPOINT_FILE), weights_only=False)
+
+
+class EpochReportCallback(TuneReportCheckpointCallback):
+    """Tune's Lightning report callback at every training epoch's end (after validation), which also reports
+    the epochs done and leaves, beside each checkpoint, a ``progress.json`` with those epochs and metrics."""
+
+    def __init__(self) -> None:
+        super().__init__(filename=CHECKPOINT_FILE, on="train_epoch_end")
+
+    def _handle(self, trainer: Any, pl_module: Any) -> None:
+        metrics = self._get_report_dict(trainer, pl_module)
+        if trainer.sanity_checking or not metrics:
+            return
+        metrics[EPOCHS] = trainer.current_epoch + 1
+        with tempfile.TemporaryDirectory() as directory:
+            trainer.save_checkpoint(os.path.join(directory, CHECKPOINT_FILE))
+            Path(directory, PROGRESS_FILE).write_text(json.dumps({EPOCHS: metrics[EPOCHS], "metrics": metrics}))
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+
+
+def find_resume_checkpoint(given: tune.Checkpoint | None, trial_dir: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The checkpoint to continue from: the newest complete one in the trial's own directory.
+
+    Tune hands a restarted trial the last checkpoint its experiment state recorded, and a driver killed
+    between two state snapshots recorded an older one than the trial wrote (or none): continuing from
+    that would repeat epochs or start again at 0. A checkpoint Tune hands over from another trial's
+    directory (PBT's exploit) is taken as given.
+    """
+    if given is not None and Path(given.path).parent != trial_dir:
+        return Path(given.path), {EPOCHS: 0, "metrics": {}}
+    candidates = []
+    for progress in trial_dir.glob(f"checkpoint_*/{PROGRESS_FILE}"):
+        try:
+            candidates.append((json.loads(progress.read_text()), progress.parent))
+        except (OSError, ValueError):  # cut short by the kill
+            continue
+    for record, directory in sorted(candidates, key=lambda c: c[0][EPOCHS], reverse=True):
+        if checkpoint_epochs(directory / CHECKPOINT_FILE) == record[EPOCHS]:
+            return directory, record
+    return None
+
+
+def checkpoint_epochs(path: Path) -> int | None:
+    """Epochs done in a Lightning checkpoint saved at an epoch's end, or None for a missing or torn file.
+    (A checkpoint directory is rewritten in place when a restored Tune reuses its index: the epoch
+    count inside the file is what tells which write it holds.)"""
+    import torch
+
+    try:
+        return int(torch.load(path, map_location="cpu", mmap=True, weights_only=False)["epoch"]) + 1
+    except Exception:  # noqa: BLE001 - any unreadable file is simply not a checkpoint to continue from
+        return None
 
 
 def run_distributed_trial(config: dict[str, Any], layout: TrialLayout) -> None:
@@ -77,7 +138,6 @@ def run_distributed_trial(config: dict[str, Any], layout: TrialLayout) -> None:
     """
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
-    from ray.tune.integration.ray_train import TuneReportCallback
 
     register_file_classes(config, by_value=True)
     resources = {"CPU": layout.cpus_per_worker, **({"GPU": layout.gpus_per_worker} if layout.gpus_per_worker else {})}
@@ -86,10 +146,18 @@ def run_distributed_trial(config: dict[str, Any], layout: TrialLayout) -> None:
         scaling_config=ScalingConfig(num_workers=layout.workers, use_gpu=layout.gpus_per_worker > 0,
                                      resources_per_worker=resources),
         run_config=RunConfig(name=f"train-{tune.get_context().get_trial_id()}", storage_path=layout.train_storage,
-                             callbacks=[TuneReportCallback()],
+                             callbacks=[EpochsTuneReportCallback()],
                              checkpoint_config=CheckpointConfig(num_to_keep=layout.checkpoints_to_keep),
                              failure_config=FailureConfig(max_failures=layout.max_failures)))
     trainer.fit()
+
+
+class EpochsTuneReportCallback(TuneReportCallback):
+    """Ray Train's report to Tune, plus the epochs done (rank 0's ``epoch`` is Lightning's, counted from 0)."""
+
+    def after_report(self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any) -> None:
+        first = {**metrics[0], EPOCHS: int(metrics[0]["epoch"]) + 1}
+        super().after_report(run_context, [first, *metrics[1:]], checkpoint)
 
 
 def train_worker(config: dict[str, Any]) -> None:
