@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from torchmate_ray.lightning.errors import ConfigError
@@ -168,6 +170,8 @@ def plot_parallel_coordinates(data: ReportData) -> Figure:
         for position, text in ticks:
             axes.annotate(text, (index, position), xytext=(4, 0), textcoords="offset points", fontsize=8,
                           va="center", bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8})
+    scale = ScalarMappable(Normalize(low, high), colormap)
+    figure.colorbar(scale, ax=axes, pad=0.01, fraction=0.03).set_label(data.metric)
     axes.set_xticks(range(len(coords.axes)), coords.axes, rotation=15, fontsize=9)
     axes.set_yticks([])
     axes.set_xlim(-0.2, len(coords.axes) - 0.6)
@@ -264,6 +268,7 @@ text-align: left; } th { background: #f6f6f6; } td.num { text-align: right; font
 tr.best td { background: #fff1e0; font-weight: 600; } tr.stopped td { color: #888; } tr.errored td { color: #b00; }
 figure { margin: 1em 0; } img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { color: #666; font-size: 0.85em; } code { background: #f3f3f3; padding: 0 0.25em; }
+.wide { overflow-x: auto; }
 """
 
 
@@ -289,6 +294,8 @@ def render_comparison_html(a: ReportData, b: ReportData, differences: list[Confi
     """Two experiments side by side: best metric, compute spent, the best configs' differences."""
     rows = [("experiment", str(a.directory), str(b.directory)), ("search space", str(a.space.path), str(b.space.path)),
             ("metric", f"{a.space.settings.mode} {a.metric}", f"{b.space.settings.mode} {b.metric}"),
+            ("scheduler, max epochs", f"{_scheduler_name(a.space)}, {a.space.max_epochs}",
+             f"{_scheduler_name(b.space)}, {b.space.max_epochs}"),
             ("state", _state(a), _state(b)), ("trials", _counts(a), _counts(b)),
             ("best trial", a.best.trial_id if a.best else "-", b.best.trial_id if b.best else "-"),
             ("best value", _value(a.best), _value(b.best)),
@@ -344,7 +351,7 @@ def _leaderboard_table(data: ReportData) -> str:
                  f'<td class="num">{data.seconds.get(trial.trial_id, 0):.1f}</td>', _e(trial.node)]
         rows.append((cells, "best" if trial is best else trial.status))
     body = "".join(f'<tr class="{kind}">' + "".join(_cell(c) for c in cells) + "</tr>" for cells, kind in rows)
-    return f"<table><tr>{''.join(f'<th>{h}</th>' for h in header)}</tr>{body}</table>"
+    return f'<div class="wide"><table><tr>{"".join(f"<th>{h}</th>" for h in header)}</tr>{body}</table></div>'
 
 
 def _errors_list(trials: list[TrialRow]) -> str:
