@@ -25,9 +25,10 @@ from ray.tune.search.sample import Categorical, Domain, Float, Integer, LogUnifo
 from torchmate_ray.lightning.errors import ConfigError
 from torchmate_ray.tune.report import TrialRow, get_path, varied_paths
 from torchmate_ray.tune.space import SearchSpace, find_domains, load_search_space, read_settings
+from torchmate_ray.tune.trial import EPOCHS
 
 INVOCATION_FILE = "torchmate_sweep.json"  # written by the CLI when a sweep starts
-EPOCH_KEYS = ("epochs", "training_iteration")  # epochs done: as the trial counts them, else Tune's report count
+EPOCH_KEYS = (EPOCHS, "training_iteration")  # epochs done: as the trial reports them, else Tune's report count
 STATE_STATUS = {"RUNNING": "running", "PENDING": "pending", "PAUSED": "pending", "ERROR": "errored"}
 ERROR_FILES = ("error.txt", "error.pkl")
 
