@@ -25,6 +25,7 @@ config = {
         "name": "MagicData",
         "cfg": {"name": "MNIST", "val_percentage": 0.1},
         "kwargs": {"root": "./data", "download": True},
+        "cache": "device",  # ToTensor + Normalize once, as tensors on the trial's GPU (in memory without one)
         "transforms": {
             "pre": [{"name": "ToTensor"}, {"name": "Normalize", "cfg": {"mean": [0.1307], "std": [0.3081]}}],
         },

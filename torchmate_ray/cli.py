@@ -123,7 +123,8 @@ def tune_main(argv: Sequence[str] | None = None) -> int:
             return EXIT_OK
         path = sweep.check_experiment_dir(search_space, args.resume)
         if not args.resume:
-            save_invocation(path, {**invocation, "settings": {**invocation["settings"], "name": search_space.settings.name}})
+            save_invocation(path, {**invocation, "settings": {**invocation["settings"], "name": search_space.settings.name},
+                                   "resources": plan.resources()})  # as planned: GPU shares included
         print(f"experiment: {path}  (continue it with: torchmate-tune {path} --resume)", flush=True)
         run = sweep.run_sweep(search_space, plan, resume=args.resume, retry_errored=args.retry_errored,
                               verbose=args.verbose)

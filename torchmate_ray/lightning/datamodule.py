@@ -6,9 +6,11 @@ from collections.abc import Mapping
 from typing import Any, Callable
 
 import lightning.pytorch as pl
+import torch
 from torch.utils.data import DataLoader, Dataset
 
 from torchmate_ray.lightning.build import STAGES, build_dataloader_kwargs, build_transform, compose
+from torchmate_ray.lightning.cache import CachedSplit, build_cached_split, keep_batch, read_cache_mode, split_transforms
 from torchmate_ray.lightning.errors import ConfigError, describe, join_path
 
 Transform = Callable[[Any], Any]
@@ -76,6 +78,10 @@ class ConfigurableLightningDataModule(pl.LightningDataModule):
         self.common_post_target_transform = self.get_common_target_transform("post")
         self.pre_batch_transform = self.get_batch_transform("pre")
         self.post_batch_transform = self.get_batch_transform("post")
+        self.cache = read_cache_mode(self._dataset_cfg().get("cache"))
+        # phase -> (X, y) tensors with the deterministic transforms applied: filled by get_cached_dataset,
+        # or given (a sweep builds them once per node and shares them with its trials)
+        self.cached_tensors: dict[str, tuple[Any, Any]] = {}
 
     # --- hooks -------------------------------------------------------------------------------
     def configure_configuration(self, cfg: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -123,6 +129,8 @@ class ConfigurableLightningDataModule(pl.LightningDataModule):
 
     def get_transformed_dataset(self, phase: str) -> Any:
         """``get_dataset(phase)``, pre-loaded if listed in ``dataset.extra.pre_load``, with its transforms."""
+        if self.cache != "none":
+            return self.get_cached_dataset(phase)
         dataset = self.get_dataset(phase)
         if phase in (self._section("extra").get("pre_load") or []):
             dataset = map_datasets(PreLoaded, dataset)
@@ -131,9 +139,32 @@ class ConfigurableLightningDataModule(pl.LightningDataModule):
             return dataset
         return map_datasets(lambda d: Transformed(d, transform, target_transform), dataset)
 
+    def get_cached_dataset(self, phase: str) -> CachedSplit:
+        """``phase`` as a :class:`CachedSplit` (on the trainer's device with ``cache: device``): its tensors
+        from ``cached_tensors``, or built now from ``get_dataset(phase)`` and kept there."""
+        transform, target_transform = self.get_transform(phase), self.get_target_transform(phase)
+        if phase not in self.cached_tensors:
+            dataset = self.get_dataset(phase)
+            if not isinstance(dataset, Dataset):
+                raise ConfigError("dataset.cache", f"the {phase} phase has {describe(dataset)}, not one dataset; "
+                                  f"set dataset.cache to 'none'")
+            split = build_cached_split(dataset, transform, target_transform, phase)
+            self.cached_tensors[phase] = (split.x, split.y)
+        x, y = self.cached_tensors[phase]
+        rest, target_rest = split_transforms(transform)[1], split_transforms(target_transform)[1]
+        split = CachedSplit(x, y, compose(rest), compose(target_rest))
+        return split.to(self.cache_device()) if self.cache == "device" else split
+
+    def cache_device(self) -> torch.device:
+        """Where ``cache: device`` keeps the tensors: the trainer's device (the CPU without a trainer)."""
+        trainer = getattr(self, "_trainer", None)
+        return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+
     def get_dataloader(self, phase: str) -> Any:
         """A DataLoader (or a list / dict of them, for several datasets) for ``phase``."""
         kwargs = self.get_dataloader_kwargs(phase)
+        if self.cache != "none":
+            kwargs = cached_loader_kwargs(kwargs, phase)
         return map_datasets(lambda d: DataLoader(d, **kwargs), self.get_transformed_dataset(phase))
 
     # --- Lightning entry points ----------------------------------------------------------------
@@ -174,6 +205,16 @@ class ConfigurableLightningDataModule(pl.LightningDataModule):
         if stage not in STAGES:
             return own
         return compose([pre, own, post])
+
+
+def cached_loader_kwargs(kwargs: Mapping[str, Any], phase: str) -> dict[str, Any]:
+    """DataLoader kwargs for a cached split: a batch is one tensor index, made in the main process (worker
+    processes would only add copies, and cannot share a GPU's tensors), and is already collated."""
+    if "collate_fn" in kwargs:
+        raise ConfigError(f"dataloaders.{phase}.collate_fn", "a cached split makes its batches itself; remove "
+                          "collate_fn, or set dataset.cache to 'none'")
+    ignored = ("num_workers", "pin_memory", "persistent_workers", "prefetch_factor", "worker_init_fn")
+    return {**{k: v for k, v in kwargs.items() if k not in ignored}, "collate_fn": keep_batch}
 
 
 def map_datasets(function: Callable[[Any], Any], dataset: Any) -> Any:

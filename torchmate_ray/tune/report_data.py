@@ -293,7 +293,7 @@ def build_compute_account(space: SearchSpace, trials: list[TrialRow], seconds: M
         epochs_without_stopping=sum(full_epochs.values()),
         seconds_without_stopping=sum((seconds[t.trial_id] / t.epochs if t.epochs else mean_rate) * full_epochs[t.trial_id]
                                      for t in trials),
-        gpus_per_trial=resources["workers"] * resources["gpus_per_worker"])
+        gpus_per_trial=resources["workers"] * (resources["gpus_per_worker"] or 0))  # None: planned when it ran
 
 
 def build_param_axes(space: SearchSpace, trials: list[TrialRow]) -> list[ParamAxis]:

@@ -15,6 +15,9 @@ from torchmate_ray.lightning.errors import ConfigError
 from torchmate_ray.tune.space import SweepSettings
 
 EPSILON = 1e-9  # 1 / 0.1 must count as 10 trials per GPU, not 9
+# One-worker trials packed onto one GPU when gpus_per_worker is not set: eight LeNet5 processes on one H100
+# each kept the epoch time of one alone (DESIGN.md), and few sweeps tune models that fill a GPU.
+TRIALS_PER_GPU = 8
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,10 @@ class ResourcePlan:
         if self.workers > 1:
             return {"cpu": 0, "memory": DRIVER_MEMORY}
         return {"cpu": self.cpus_per_worker, "gpu": self.gpus_per_worker}
+
+    def resources(self) -> dict[str, float]:
+        """As ``sweep.resources``."""
+        return {"workers": self.workers, "cpus_per_worker": self.cpus_per_worker, "gpus_per_worker": self.gpus_per_worker}
 
     def describe(self) -> list[str]:
         cpus, gpus = sum(n.cpus for n in self.nodes), sum(n.gpus for n in self.nodes)
@@ -84,7 +91,9 @@ def plan_resources(settings: SweepSettings, nodes: tuple[Node, ...], num_trials:
     """
     resources = settings.resources
     workers = int(resources["workers"])
-    cpus, gpus = float(resources["cpus_per_worker"]), float(resources["gpus_per_worker"])
+    cpus = float(resources["cpus_per_worker"])
+    gpus = default_gpus_per_worker(nodes, workers, cpus) if resources["gpus_per_worker"] is None \
+        else float(resources["gpus_per_worker"])
     if gpus > 1 and gpus != int(gpus):
         raise ConfigError("sweep.resources.gpus_per_worker", f"{gpus:g} GPUs is neither a share of one GPU nor a whole "
                           f"number; use e.g. 0.25 or 2")
@@ -100,6 +109,18 @@ def plan_resources(settings: SweepSettings, nodes: tuple[Node, ...], num_trials:
                           f"workers per trial or fewer CPUs/GPUs per worker")
     limit = settings.max_concurrent or slots
     return ResourcePlan(workers, cpus, gpus, max(1, min(slots // workers, limit, num_trials)), nodes)
+
+
+def default_gpus_per_worker(nodes: tuple[Node, ...], workers: int, cpus: float) -> float:
+    """No GPU on a cluster without GPUs; a whole GPU per DDP worker; else a share of one GPU, so that up to
+    ``TRIALS_PER_GPU`` one-worker trials run on each GPU, as many as the node's CPUs per GPU allow."""
+    gpu_nodes = [node for node in nodes if node.gpus >= 1]
+    if not gpu_nodes:
+        return 0.0
+    if workers > 1:
+        return 1.0
+    per_gpu = min(math.floor(node.cpus / node.gpus / cpus + EPSILON) if cpus else TRIALS_PER_GPU for node in gpu_nodes)
+    return 1.0 / max(1, min(TRIALS_PER_GPU, per_gpu))
 
 
 def trials_per_node(node: Node, cpus: float, gpus: float) -> int:

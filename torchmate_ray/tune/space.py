@@ -40,8 +40,9 @@ class SweepSettings:
     num_samples: int = 10
     scheduler: Any = "asha"            # a name from SCHEDULERS, or {"name": ..., "cfg": {...}}
     search_alg: Any = "random"         # a name from SEARCHERS, or {"name": ..., "cfg": {...}}
+    # gpus_per_worker None: a share of a GPU per one-worker trial where the cluster has GPUs (resources.py)
     resources: dict[str, Any] = field(default_factory=lambda: {"workers": 1, "cpus_per_worker": 1,
-                                                               "gpus_per_worker": 0})
+                                                               "gpus_per_worker": None})
     max_concurrent: int | None = None
     name: str | None = None
     storage_path: str = "./ray_results"
@@ -147,9 +148,11 @@ def _check_settings(s: SweepSettings) -> None:
     if not _is_int(r["workers"]) or r["workers"] < 1:
         raise ConfigError("sweep.resources.workers", f"expected an int >= 1, got {describe(r['workers'])}; use e.g. 1")
     for key in ("cpus_per_worker", "gpus_per_worker"):
+        if key == "gpus_per_worker" and r[key] is None:
+            continue
         if isinstance(r[key], bool) or not isinstance(r[key], (int, float)) or r[key] < 0:
             raise ConfigError(f"sweep.resources.{key}", f"expected a number >= 0, got {describe(r[key])}; use e.g. 1")
-    if r["cpus_per_worker"] == 0 and r["gpus_per_worker"] == 0:
+    if r["cpus_per_worker"] == 0 and not r["gpus_per_worker"]:
         raise ConfigError("sweep.resources", "a trial needs some CPU or GPU; set cpus_per_worker > 0")
     if not isinstance(s.storage_path, str) or "://" in s.storage_path:
         raise ConfigError("sweep.storage_path", f"expected a directory path, got {describe(s.storage_path)}; mount a "

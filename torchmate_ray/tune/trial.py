@@ -53,6 +53,7 @@ class TrialLayout:
     checkpoints_to_keep: int | None = None
     experiment_dir: str = ""       # the trials' own directories are <experiment_dir>/<trial id>
     train_storage: str = ""        # where multi-worker trials keep their Train runs (shared storage)
+    data_cache: Any = None         # ObjectRef of {phase: (X, y) arrays}: a `dataset.cache` built once, shared
 
 
 def train_trial(config: dict[str, Any], layout: TrialLayout = TrialLayout()) -> None:
@@ -67,6 +68,16 @@ def train_trial(config: dict[str, Any], layout: TrialLayout = TrialLayout()) -> 
         return
     register_file_classes(config)
     trainer, model, data = configure_all(config, trial_trainer_kwargs(config, EpochReportCallback()))
+    use_shared_cache(data, layout.data_cache)
+    try:
+        fit_trial(trainer, model, data, layout)
+    finally:  # the process may serve the next trial (reuse_actors): nothing of this one stays on its GPU
+        del trainer, model, data
+        release_memory()
+
+
+def fit_trial(trainer: Any, model: Any, data: Any, layout: TrialLayout) -> None:
+    """Fit from the start, or on from the trial's newest checkpoint when Ray restarts it."""
     resume = find_resume_checkpoint(tune.get_checkpoint(), Path(layout.experiment_dir) / tune.get_context().get_trial_id())
     if resume is None:
         trainer.fit(model, data)
@@ -119,6 +130,31 @@ def find_resume_checkpoint(given: tune.Checkpoint | None, trial_dir: Path) -> tu
     return None
 
 
+def use_shared_cache(data: Any, cache: Any) -> None:
+    """Give the data module the cached splits that the sweep put in Ray's object store: read-only views of
+    the node's shared memory, so the trials on a node hold one copy between them, and build none."""
+    if cache is None or getattr(data, "cache", "none") == "none":
+        return
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "non-writable array": the splits are only ever read
+        data.cached_tensors = {phase: (torch.from_numpy(x), torch.from_numpy(y))
+                               for phase, (x, y) in ray.get(cache).items()}
+
+
+def release_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+
+
 def checkpoint_epochs(path: Path) -> int | None:
     """Epochs done in a Lightning checkpoint saved at an epoch's end, or None for a missing or torn file.
     (A checkpoint directory is rewritten in place when a restored Tune reuses its index: the epoch
@@ -142,7 +178,7 @@ def run_distributed_trial(config: dict[str, Any], layout: TrialLayout) -> None:
     register_file_classes(config, by_value=True)
     resources = {"CPU": layout.cpus_per_worker, **({"GPU": layout.gpus_per_worker} if layout.gpus_per_worker else {})}
     trainer = TorchTrainer(
-        train_worker, train_loop_config=config,
+        train_worker, train_loop_config={"config": config, "data_cache": layout.data_cache},
         scaling_config=ScalingConfig(num_workers=layout.workers, use_gpu=layout.gpus_per_worker > 0,
                                      resources_per_worker=resources),
         run_config=RunConfig(name=f"train-{tune.get_context().get_trial_id()}", storage_path=layout.train_storage,
@@ -160,10 +196,15 @@ class EpochsTuneReportCallback(TuneReportCallback):
         super().after_report(run_context, [first, *metrics[1:]], checkpoint)
 
 
-def train_worker(config: dict[str, Any]) -> None:
-    """One Ray Train worker: the same configure_all, with Ray's DDP strategy, environment and reporting."""
+def train_worker(loop_config: dict[str, Any]) -> None:
+    """One Ray Train worker: the same configure_all, with Ray's DDP strategy, environment and reporting.
+
+    ``loop_config`` holds the trial's ``config`` and the sweep's shared ``data_cache`` (or None).
+    """
     import ray.train
     from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment, RayTrainReportCallback, prepare_trainer
+
+    config, data_cache = loop_config["config"], loop_config["data_cache"]
 
     register_file_classes(config)
     training = config.get("training") or {}
@@ -171,6 +212,7 @@ def train_worker(config: dict[str, Any]) -> None:
     kwargs.update(devices="auto", strategy=RayDDPStrategy(), plugins=[RayLightningEnvironment()],
                   callbacks=[RayTrainReportCallback()])
     trainer, model, data = configure_all(config, kwargs)
+    use_shared_cache(data, data_cache)
     trainer = prepare_trainer(trainer)
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is None:

@@ -1,0 +1,177 @@
+"""``dataset.cache``: a split kept as tensors, its deterministic transforms applied once.
+
+``none`` reads and transforms every sample every epoch (the torchvision way: PIL -> ToTensor per sample).
+``memory`` applies the longest deterministic head of each split's transforms once and keeps the split as
+two tensors in host memory; a batch is then one indexing operation, in the main process. ``device`` keeps
+those tensors on the trial's device (GPU), so batches are drawn there and never copied. Transforms after
+the head (random augmentations) still run per sample, on the cached tensors; put augmentations that may
+act on a whole batch under ``dataset.batch_transforms.post`` to run them on the device.
+
+The batches are the same as without the cache: the DataLoader, its sampler and their random draws are
+unchanged, only the fetching of a batch is one tensor index instead of ``batch_size`` transformed samples.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any, Callable
+
+import torch
+from torch.utils.data import Dataset
+
+from torchmate_ray.lightning.errors import ConfigError, describe
+
+CACHE_MODES = ("none", "memory", "device")
+
+# torchvision transforms whose output depends on their input only; any other transform (a Random*,
+# ColorJitter, a user's function) ends the cached head, unless it has ``deterministic = True``.
+DETERMINISTIC_TRANSFORMS = frozenset({
+    "ToTensor", "PILToTensor", "ToImage", "ToPureTensor", "ToDtype", "ConvertImageDtype", "Normalize",
+    "Resize", "CenterCrop", "Grayscale", "Pad", "FiveCrop", "TenCrop",
+})
+
+Transform = Callable[[Any], Any]
+
+
+def read_cache_mode(value: Any) -> str:
+    """``dataset.cache``, checked: one of ``none``, ``memory``, ``device`` (default ``none``)."""
+    if value is None:
+        return "none"
+    if value not in CACHE_MODES:
+        raise ConfigError("dataset.cache", f"expected one of {', '.join(map(repr, CACHE_MODES))}, got {describe(value)}; "
+                          f"'memory' keeps the transformed split as tensors, 'device' keeps them on the GPU")
+    return value
+
+
+def flatten_transforms(transform: Transform | None) -> list[Transform]:
+    """The transforms of a (nested) torchvision Compose in order; ``[]`` for None."""
+    if transform is None:
+        return []
+    inner = getattr(transform, "transforms", None)
+    if type(transform).__name__ == "Compose" and isinstance(inner, Sequence):
+        return [t for part in inner for t in flatten_transforms(part)]
+    return [transform]
+
+
+def is_deterministic(transform: Transform) -> bool:
+    marked = getattr(transform, "deterministic", None)
+    if marked is not None:
+        return bool(marked)
+    kind = type(transform)
+    return kind.__module__.startswith("torchvision.transforms") and kind.__name__ in DETERMINISTIC_TRANSFORMS
+
+
+def split_transforms(transform: Transform | None) -> tuple[list[Transform], list[Transform]]:
+    """``(head, rest)``: the longest deterministic prefix of ``transform``, and what follows it."""
+    steps = flatten_transforms(transform)
+    cut = next((i for i, step in enumerate(steps) if not is_deterministic(step)), len(steps))
+    return steps[:cut], steps[cut:]
+
+
+def chain(steps: Sequence[Transform]) -> Transform | None:
+    if not steps:
+        return None
+
+    def apply(value: Any) -> Any:
+        for step in steps:
+            value = step(value)
+        return value
+
+    return steps[0] if len(steps) == 1 else apply
+
+
+class CachedSplit(Dataset):
+    """A split held as tensors ``x`` ``[N, ...]`` and ``y`` ``[N, ...]``, with the transforms left to run per sample.
+
+    ``__getitems__`` (which the DataLoader uses when a dataset has it) returns a whole batch ``(x, y)``;
+    the loader then takes it as is (``collate_fn=keep_batch``).
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, transform: Transform | None = None,
+                 target_transform: Transform | None = None):
+        self.x, self.y = x, y
+        self.transform, self.target_transform = transform, target_transform
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        x, y = self.x[index], self.y[index]
+        return (self.transform(x) if self.transform else x, self.target_transform(y) if self.target_transform else y)
+
+    def __getitems__(self, indices: Sequence[int]) -> tuple[Any, Any]:
+        if self.transform is None and self.target_transform is None:
+            index = torch.as_tensor(indices, device=self.x.device)
+            return self.x[index], self.y[index]
+        samples = [self[i] for i in indices]
+        return torch.utils.data.default_collate(samples)
+
+    @property
+    def device(self) -> torch.device:
+        return self.x.device
+
+    def to(self, device: torch.device | str) -> CachedSplit:
+        return CachedSplit(self.x.to(device), self.y.to(device), self.transform, self.target_transform)
+
+    def with_transforms(self, transform: Transform | None, target_transform: Transform | None) -> CachedSplit:
+        return CachedSplit(self.x, self.y, transform, target_transform)
+
+
+def keep_batch(batch: Any) -> Any:
+    """The collate function of a cached split: ``__getitems__`` already made the batch."""
+    return batch
+
+
+def build_cached_split(dataset: Any, transform: Transform | None, target_transform: Transform | None,
+                       phase: str) -> CachedSplit:
+    """``dataset`` read once with the deterministic heads of its transforms, as a :class:`CachedSplit`
+    that runs the rest of them per sample.
+
+    Raises:
+        ConfigError (``dataset.cache``): samples that are not ``(X, y)`` pairs of same-shaped tensors after
+            the head (no ``ToTensor``, say), or a split too big for the memory available.
+    """
+    head, rest = split_transforms(transform)
+    target_head, target_rest = split_transforms(target_transform)
+    apply_x, apply_y = chain(head), chain(target_head)
+    check_fits_in_memory(dataset, apply_x, phase)
+    xs, ys = [], []
+    for index in range(len(dataset)):
+        sample = dataset[index]
+        if not (isinstance(sample, (tuple, list)) and len(sample) == 2):
+            raise ConfigError("dataset.cache", f"the {phase} samples are {describe(sample)}, not (X, y) pairs; "
+                              f"set dataset.cache to 'none'")
+        x, y = sample
+        xs.append(apply_x(x) if apply_x else x)
+        ys.append(apply_y(y) if apply_y else y)
+    return CachedSplit(stack(xs, phase, "X"), stack(ys, phase, "y"), chain(rest), chain(target_rest))
+
+
+def stack(values: list[Any], phase: str, what: str) -> torch.Tensor:
+    if values and isinstance(values[0], (int, float)):
+        return torch.tensor(values)
+    if not values or not all(isinstance(v, torch.Tensor) for v in values):
+        found = describe(values[0]) if values else "nothing"
+        raise ConfigError("dataset.cache", f"the {phase} split's {what} is {found} after its deterministic "
+                          f"transforms, not a tensor; add ToTensor to dataset.transforms.pre, or set dataset.cache "
+                          f"to 'none'")
+    shapes = {tuple(v.shape) for v in values}
+    if len(shapes) > 1:
+        raise ConfigError("dataset.cache", f"the {phase} split's {what} tensors differ in shape ({len(shapes)} "
+                          f"shapes, e.g. {sorted(shapes)[:2]}); add a Resize, or set dataset.cache to 'none'")
+    return torch.stack(values)
+
+
+def check_fits_in_memory(dataset: Any, head: Transform | None, phase: str) -> None:
+    """Refuse to cache a split whose tensors would take more than half the machine's memory."""
+    if len(dataset) == 0:
+        return
+    x = dataset[0][0] if isinstance(dataset[0], (tuple, list)) else dataset[0]
+    x = head(x) if head else x
+    if not isinstance(x, torch.Tensor):
+        return  # stack() refuses it with the reason
+    needed, memory = x.element_size() * x.numel() * len(dataset), os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if needed > memory / 2:
+        raise ConfigError("dataset.cache", f"the {phase} split would take {needed / 2**30:.1f} GiB as tensors, more "
+                          f"than half of this machine's {memory / 2**30:.1f} GiB; set dataset.cache to 'none'")
