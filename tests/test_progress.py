@@ -164,6 +164,17 @@ def test_the_table_is_redrawn_in_place_at_most_every_half_second():
     assert redraw.count("\x1b[2K") == 4
 
 
+def test_an_unchanged_table_is_not_redrawn():
+    shown, out, clock = make_progress(tty=True)
+    trials = [trial("t1")]
+    shown.on_step_end(1, trials)
+    clock.now += 0.6  # elapsed still 0:01 (rounded), nothing else changed
+    shown.on_step_end(2, trials)
+    clock.now += 0.6
+    shown.on_step_end(3, trials)
+    assert out.getvalue().count("\x1b[4A") == 1 and "elapsed 0:01" in out.getvalue()
+
+
 def test_the_final_table_shows_the_end_of_the_sweep():
     shown, out, clock = make_progress(tty=True, num_trials=2)
     trials = [trial("t1", epochs=3, acc=0.5, lr=0.003), trial("t2", epochs=1, acc=0.25)]
@@ -301,7 +312,6 @@ PROGRESS_LINE = re.compile(r"^\[\d+:\d\d\] (\S+) (finished|stopped|errored) at e
 
 @pytest.mark.slow
 def test_a_50_trial_sweep_logs_under_200_plain_lines(tmp_path):
-    started = time.monotonic()
     result = subprocess.run([TUNE, str(write_space(tmp_path, 50)), "--storage-path", str(tmp_path / "results"),
                              "--name", "exp"], capture_output=True, text=True, timeout=300, cwd=tmp_path,
                             env={**os.environ, "TORCHMATE_OFFLINE": "1"})
@@ -319,7 +329,6 @@ def test_a_50_trial_sweep_logs_under_200_plain_lines(tmp_path):
     summary = json.loads((tmp_path / "results" / "exp" / "summary.json").read_text())
     assert summary["trials"] == {"finished": finished, "stopped": stopped, "errored": errored}
     assert re.search(rf"\| (new )?best {summary['best_value']:.4f} {summary['best_trial']}\b", last.string)
-    assert time.monotonic() - started < 120
 
 
 @pytest.mark.slow

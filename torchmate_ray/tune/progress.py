@@ -56,10 +56,10 @@ class Snapshot:
 class SweepProgress(Callback):
     """Shows a sweep's progress from the Tune driver (pass it in ``RunConfig(callbacks=[...])``).
 
-    On a terminal, a table of four lines is redrawn in place, at most every ``redraw_s`` seconds.
-    Otherwise (CI, a log file) each trial that ends prints one plain line that also carries the counts,
-    the best trial (its hyperparameters when it is new), epochs run and the time left, so a sweep of
-    N trials prints N lines. Trial states are read from Ray's trials on every update, so a resumed
+    On a terminal, a table of four lines is redrawn in place when it changes, at most every
+    ``redraw_s`` seconds. Otherwise (CI, a log file) each trial that ends prints one plain line that
+    also carries the counts, the best trial (its hyperparameters when it is new), epochs run and the
+    time left, so a sweep of N trials prints N lines. Trial states are read from Ray's trials on every update, so a resumed
     sweep counts the trials that ended before it.
 
     The time left is a rough estimate: the trials still to end, at the pace trials have ended in this
@@ -93,7 +93,7 @@ class SweepProgress(Callback):
         self._started = self.clock()
         self._best_id: str | None = None
         self._last_event = ""
-        self._drawn = 0  # lines of the table on screen
+        self._shown: list[str] = []  # the table on screen
         self._last_draw = -math.inf
 
     # --- Ray Tune hooks -----------------------------------------------------------------------
@@ -172,9 +172,12 @@ class SweepProgress(Callback):
     def _draw(self, snapshot: Snapshot) -> None:
         width = shutil.get_terminal_size().columns - 1  # a line that wraps would break the redraw
         lines = [line[:width] for line in format_table(snapshot, self.metric, self._last_event)]
-        up = f"\x1b[{self._drawn}A\r" if self._drawn else ""
+        self._last_draw = self.clock()
+        if lines == self._shown:
+            return
+        up = f"\x1b[{len(self._shown)}A\r" if self._shown else ""
         self._write(up + "".join(f"\x1b[2K{line}\n" for line in lines))
-        self._drawn, self._last_draw = len(lines), self.clock()
+        self._shown = lines
 
 
 def build_progress(space: SearchSpace, epoch_key: str) -> SweepProgress:
