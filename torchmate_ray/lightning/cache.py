@@ -135,7 +135,6 @@ def build_cached_split(dataset: Any, transform: Transform | None, target_transfo
     head, rest = split_transforms(transform)
     target_head, target_rest = split_transforms(target_transform)
     apply_x, apply_y = chain(head), chain(target_head)
-    check_fits_in_memory(dataset, apply_x, phase)
     xs, ys = [], []
     for index in range(len(dataset)):
         sample = dataset[index]
@@ -145,6 +144,8 @@ def build_cached_split(dataset: Any, transform: Transform | None, target_transfo
         x, y = sample
         xs.append(apply_x(x) if apply_x else x)
         ys.append(apply_y(y) if apply_y else y)
+        if index == 0:
+            check_fits_in_memory(xs[0], len(dataset), phase)
     return CachedSplit(stack(xs, phase, "X"), stack(ys, phase, "y"), chain(rest), chain(target_rest))
 
 
@@ -152,7 +153,7 @@ def stack(values: list[Any], phase: str, what: str) -> torch.Tensor:
     if values and isinstance(values[0], (int, float)):
         return torch.tensor(values)
     if not values or not all(isinstance(v, torch.Tensor) for v in values):
-        found = describe(values[0]) if values else "nothing"
+        found = f"a {type(values[0]).__name__}" if values else "empty"
         raise ConfigError("dataset.cache", f"the {phase} split's {what} is {found} after its deterministic "
                           f"transforms, not a tensor; add ToTensor to dataset.transforms.pre, or set dataset.cache "
                           f"to 'none'")
@@ -163,15 +164,11 @@ def stack(values: list[Any], phase: str, what: str) -> torch.Tensor:
     return torch.stack(values)
 
 
-def check_fits_in_memory(dataset: Any, head: Transform | None, phase: str) -> None:
-    """Refuse to cache a split whose tensors would take more than half the machine's memory."""
-    if len(dataset) == 0:
-        return
-    x = dataset[0][0] if isinstance(dataset[0], (tuple, list)) else dataset[0]
-    x = head(x) if head else x
+def check_fits_in_memory(x: Any, count: int, phase: str) -> None:
+    """Refuse to cache ``count`` samples like ``x`` if they would take more than half the machine's memory."""
     if not isinstance(x, torch.Tensor):
         return  # stack() refuses it with the reason
-    needed, memory = x.element_size() * x.numel() * len(dataset), os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    needed, memory = x.element_size() * x.numel() * count, os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     if needed > memory / 2:
         raise ConfigError("dataset.cache", f"the {phase} split would take {needed / 2**30:.1f} GiB as tensors, more "
                           f"than half of this machine's {memory / 2**30:.1f} GiB; set dataset.cache to 'none'")

@@ -1,0 +1,184 @@
+"""dataset.cache, warm trials and GPU packing: the same results, faster (the speed is measured in bench/)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+from torchvision import transforms as T
+
+from torchmate_ray.cli import tune_main
+from torchmate_ray.lightning.cache import build_cached_split, flatten_transforms, keep_batch, split_transforms
+from torchmate_ray.lightning.configure import configure_all, configure_data
+from torchmate_ray.lightning.datasets import MNISTSample
+from torchmate_ray.lightning.errors import ConfigError
+from torchmate_ray.tune.resources import Node, plan_resources
+from torchmate_ray.tune.space import SweepSettings
+
+
+def fit_metrics(config, trainer_kwargs):
+    trainer, model, data = configure_all(config, trainer_kwargs)
+    trainer.fit(model, data)
+    return {name: float(value) for name, value in trainer.callback_metrics.items()}, data
+
+
+AUGMENTED = [{"name": "ToTensor"}, {"name": "Normalize", "cfg": {"mean": [0.13], "std": [0.31]}},
+             {"name": "RandomRotation", "cfg": {"degrees": 10}}]
+
+
+@pytest.mark.parametrize("pre", [None, AUGMENTED], ids=["deterministic", "random-rotation-per-sample"])
+@pytest.mark.parametrize("cache", ["memory", "device"])
+def test_cached_training_gives_the_same_metrics(tiny_config, fast_trainer, cache, pre):
+    if pre:
+        tiny_config["dataset"]["transforms"]["pre"] = pre
+    tiny_config["training"] = {"max_epochs": 2}
+    fast_trainer = {**fast_trainer, "limit_train_batches": 20, "max_epochs": 2}
+    expected, _ = fit_metrics(tiny_config, fast_trainer)
+    tiny_config["dataset"]["cache"] = cache
+    got, data = fit_metrics(tiny_config, fast_trainer)
+    assert got == pytest.approx(expected, rel=1e-5, abs=1e-6)
+    assert set(data.cached_tensors) == {"train", "val"}
+    assert data.cached_tensors["train"][0].shape == (3600, 1, 28, 28)  # 90% of the 4,000 train digits
+
+
+def test_a_cached_batch_equals_the_collated_batch(tmp_path):
+    dataset = MNISTSample(str(tmp_path), train=False)
+    transform = T.Compose([T.ToTensor(), T.Normalize([0.13], [0.31])])
+    plain = [(transform(x), y) for x, y in (dataset[i] for i in range(len(dataset)))]
+    cached = build_cached_split(dataset, transform, None, "test")
+    torch.manual_seed(0)
+    expected = list(DataLoader(plain, batch_size=64, shuffle=True))
+    torch.manual_seed(0)
+    got = list(DataLoader(cached, batch_size=64, shuffle=True, collate_fn=keep_batch))
+    assert len(got) == len(expected) == 16
+    for (x, y), (ex, ey) in zip(got, expected):
+        assert torch.equal(x, ex) and torch.equal(y, ey)
+
+
+class Jitter:
+    """A user's own transform: not known to be deterministic."""
+
+    def __call__(self, x):
+        return x
+
+
+class Marked(Jitter):
+    deterministic = True
+
+
+@pytest.mark.parametrize("steps, cached", [
+    ([T.ToTensor(), T.Normalize([0.1], [0.3])], 2),
+    ([T.ToTensor(), T.RandomCrop(24), T.Normalize([0.1], [0.3])], 1),
+    ([T.RandomHorizontalFlip(), T.ToTensor()], 0),
+    ([T.ToTensor(), Jitter(), T.Normalize([0.1], [0.3])], 1),
+    ([T.ToTensor(), Marked(), T.Normalize([0.1], [0.3])], 3),
+    ([T.Compose([T.ToTensor(), T.Normalize([0.1], [0.3])]), T.ColorJitter()], 2),
+], ids=["all-deterministic", "random-crop", "random-first", "unknown-function", "marked-deterministic", "nested"])
+def test_the_cached_head_ends_at_the_first_random_or_unknown_transform(steps, cached):
+    head, rest = split_transforms(T.Compose(steps))
+    assert len(head) == cached
+    assert head + rest == flatten_transforms(T.Compose(steps))
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (lambda c: c["dataset"].update(cache="disk"),
+     "dataset.cache: expected one of 'none', 'memory', 'device', got 'disk' (str); 'memory' keeps the transformed "
+     "split as tensors, 'device' keeps them on the GPU"),
+    (lambda c: c["dataset"].update(cache="memory", transforms={"pre": [{"name": "RandomHorizontalFlip"}]}),
+     "dataset.cache: the train split's X is a Image after its deterministic transforms, not a tensor; add ToTensor to "
+     "dataset.transforms.pre, or set dataset.cache to 'none'"),
+    (lambda c: c.update(dataloaders={"default": {"batch_size": 8, "collate_fn": list}}) or c["dataset"].update(cache="memory"),
+     "dataloaders.train.collate_fn: a cached split makes its batches itself; remove collate_fn, or set dataset.cache "
+     "to 'none'"),
+], ids=["unknown-mode", "not-tensors", "collate-fn"])
+def test_bad_cache_settings_name_the_key(tiny_config, edit, expected):
+    edit(tiny_config)
+    with pytest.raises(ConfigError) as err:
+        data = configure_data(tiny_config)
+        data.setup("fit")
+        data.train_dataloader()
+    assert str(err.value) == expected
+
+
+@pytest.mark.parametrize("nodes, workers, gpus, at_once", [
+    ((Node(16, 1),), 1, 0.125, 8),             # an H100 machine: 8 small trials share the GPU
+    ((Node(16, 2),), 1, 0.125, 16),
+    ((Node(4, 1),), 1, 0.25, 4),               # as many as its CPUs allow
+    ((Node(2, 0),), 1, 0.0, 2),                # no GPU: CPU trials
+    ((Node(16, 2),), 2, 1.0, 1),               # DDP workers get whole GPUs
+    ((Node(2, 0), Node(16, 1)), 1, 0.125, 8),  # a CPU head and a GPU worker node
+], ids=["h100", "two-gpus", "few-cpus", "cpu-only", "ddp", "cpu-head"])
+def test_gpus_are_shared_by_default(nodes, workers, gpus, at_once):
+    settings = SweepSettings(resources={"workers": workers, "cpus_per_worker": 1, "gpus_per_worker": None})
+    plan = plan_resources(settings, nodes, num_trials=50)
+    assert (plan.gpus_per_worker, plan.max_concurrent) == (pytest.approx(gpus), at_once)
+    assert ("trials sharing one GPU: 8" in plan.describe()) == (gpus == 0.125)
+
+
+SPACE = '''
+import copy, os, sys
+sys.path.insert(0, {tests!r})
+from conftest import TINY_CONFIG
+from ray import tune
+from torchmate_ray.lightning.datasets import MNISTSample
+
+class CountedMNIST(MNISTSample):
+    """The offline MNIST sample, writing the reading process's id for each sample read."""
+    def __init__(self, root, train, log, **kwargs):
+        super().__init__(root, train)
+        self.log = log
+    def __getitem__(self, index):
+        with open(self.log, "a") as handle:
+            handle.write(f"{{os.getpid()}}\\n")
+        return super().__getitem__(index)
+
+config = copy.deepcopy(TINY_CONFIG)
+config["dataset"]["cfg"]["name"] = CountedMNIST
+config["dataset"]["kwargs"] = {{"root": {root!r}, "log": {log!r}}}
+config["dataset"]["cache"] = {cache!r}
+config["training"] = {{"max_epochs": 2, "limit_train_batches": 10, "limit_val_batches": 4}}
+config["optimizer"]["cfg"]["lr"] = tune.grid_search([1e-2, 1e-2, 3e-3])
+sweep = {{"metric": "val/accuracy", "mode": "max", "num_samples": 1, "scheduler": "fifo", "max_concurrent": 1}}
+'''
+
+
+def run_sweep(tmp_path: Path, cache: str) -> tuple[list[dict], list[str]]:
+    """The last result of each trial of a 3-trial grid (two identical configs), and the pids that read samples."""
+    log = tmp_path / f"reads-{cache}.log"
+    space = tmp_path / f"space_{cache}.py"
+    space.write_text(SPACE.format(tests=str(Path(__file__).parent), root=str(tmp_path / "data"), log=str(log),
+                                  cache=cache))
+    import ray
+
+    try:
+        assert tune_main([str(space), "--storage-path", str(tmp_path / "results"), "--name", cache]) == 0
+    finally:
+        ray.shutdown()
+    results = []
+    for trial_dir in sorted(p for p in (tmp_path / "results" / cache).iterdir() if (p / "result.json").is_file()):
+        last = json.loads((trial_dir / "result.json").read_text().splitlines()[-1])
+        results.append({"lr": last["config"]["optimizer"]["cfg"]["lr"], "pid": last["pid"],
+                        "val/accuracy": last["val/accuracy"], "val/loss": last["val/loss"], "epochs": last["epochs"]})
+    return results, log.read_text().split()
+
+
+@pytest.mark.slow
+def test_a_cached_sweep_matches_the_uncached_one_and_warm_trials_start_fresh(tmp_path):
+    plain, plain_reads = run_sweep(tmp_path, "none")
+    cached, cached_reads = run_sweep(tmp_path, "memory")
+    assert [r["epochs"] for r in cached] == [2, 2, 2]
+    for got, expected in zip(cached, plain):  # same seed, same metrics
+        assert got["lr"] == expected["lr"]
+        assert got["val/accuracy"] == pytest.approx(expected["val/accuracy"], abs=1e-6)
+        assert got["val/loss"] == pytest.approx(expected["val/loss"], rel=1e-5)
+    # warm trials: one process ran all three, and the two identical configs gave identical results
+    assert len({r["pid"] for r in cached}) == 1
+    assert cached[0]["val/loss"] == cached[1]["val/loss"] and cached[0]["lr"] == cached[1]["lr"]
+    # the cache was built once, by the driver, from each of the 4,000 + 1,000 digits; the trials read none
+    assert set(cached_reads) == {str(os.getpid())} and len(cached_reads) == 5000
+    assert len(plain_reads) >= 3 * 2 * (10 + 4) * 32  # without it, each trial reads its batches every epoch
