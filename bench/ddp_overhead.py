@@ -42,8 +42,7 @@ from ray.train import RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment, RayTrainReportCallback, prepare_trainer
 from ray.tune.integration.ray_train import TuneReportCallback
-from lenet_ddp import LEARNING_RATES
-from lenet_grid import EPOCHS
+from lenet_ddp import EPOCHS, LEARNING_RATES
 STORAGE = sys.argv[1]  # read here, in the driver script: Ray's workers have argv of their own
 
 
