@@ -202,7 +202,6 @@ def test_results_files_are_written(finished_sweep):
     assert summary["epoch_budget"] == 6 and rows[-1].split(",")[3] == "0"  # the errored trial ran no epoch
     assert rows[1].split(",")[1] == summary["best_trial"]
     assert float(rows[1].split(",")[4]) == pytest.approx(summary["best_value"])
-    assert (directory / "learning_curves.png").stat().st_size > 10_000
 
 
 @pytest.mark.slow

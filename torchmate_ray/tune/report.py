@@ -1,11 +1,11 @@
-"""Sweep results: the leaderboard, summary.json, leaderboard.csv, best_config.py and a learning-curve plot."""
+"""Sweep results: the leaderboard, summary.json, leaderboard.csv and best_config.py, from the trials as
+report_data reads them from the experiment's files."""
 
 from __future__ import annotations
 
 import csv
 import inspect
 import json
-import math
 import pprint
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,13 +14,12 @@ from typing import Any
 
 from torchmate_ray.lightning.files import module_name
 from torchmate_ray.tune.space import SearchSpace, find_domains
-from torchmate_ray.tune.trial import EPOCHS
 
 
 @dataclass
 class TrialRow:
     trial_id: str
-    status: str            # finished | stopped | errored
+    status: str            # finished | stopped | errored (running | pending | incomplete: not ended)
     epochs: int
     value: float | None    # the sweep metric at the trial's last epoch
     params: dict[str, Any]
@@ -28,26 +27,6 @@ class TrialRow:
     curve: list[tuple[int, float]] = field(repr=False)
     node: str = ""
     error: str | None = None
-
-
-def collect_rows(results: Any, space: SearchSpace) -> list[TrialRow]:
-    """One row per trial, ranked: best metric first, errored trials last."""
-    metric, max_epochs = space.settings.metric, space.max_epochs
-    varied = varied_paths(space.config)
-    rows = []
-    for result in results:
-        metrics = result.metrics or {}
-        epochs = int(metrics.get(EPOCHS, 0) or 0)
-        status = "errored" if result.error else "finished" if epochs >= max_epochs else "stopped"
-        value = metrics.get(metric)
-        rows.append(TrialRow(
-            trial_id=str(metrics.get("trial_id") or Path(result.path).name), status=status, epochs=epochs,
-            value=float(value) if isinstance(value, (int, float)) and not math.isnan(value) else None,
-            params={path: get_path(result.config or {}, path) for path in varied},
-            config=result.config or {}, curve=learning_curve(result, metric), node=str(metrics.get("node_ip", "")),
-            error=_last_line(result.error) if result.error else None))
-    sign = -1 if space.settings.mode == "max" else 1
-    return sorted(rows, key=lambda r: (r.value is None, sign * r.value if r.value is not None else 0, r.trial_id))
 
 
 def varied_paths(config: Mapping[str, Any]) -> list[str]:
@@ -68,19 +47,13 @@ def get_path(config: Any, path: str) -> Any:
     return node
 
 
-def learning_curve(result: Any, metric: str) -> list[tuple[int, float]]:
-    frame = result.metrics_dataframe
-    if frame is None or metric not in frame or EPOCHS not in frame:
-        return []
-    # a trial continued from a checkpoint may report its last epoch again: one point per epoch, the last
-    return sorted({int(e): float(v) for e, v in zip(frame[EPOCHS], frame[metric]) if v == v and e == e}.items())
-
-
 def write_results(rows: list[TrialRow], space: SearchSpace, directory: Path, wall_seconds: float) -> dict[str, Any]:
-    """Write summary.json, leaderboard.csv, best_config.py and learning_curves.png; return the summary."""
+    """Write summary.json, leaderboard.csv and best_config.py; return the summary. (The plots are the
+    report's: report_page.write_report.)"""
     directory.mkdir(parents=True, exist_ok=True)
     best = next((r for r in rows if r.value is not None and r.status != "errored"), None)
-    counts = {status: sum(r.status == status for r in rows) for status in ("finished", "stopped", "errored")}
+    counts = {status: sum(r.status == status for r in rows)
+              for status in ("finished", "stopped", "errored", *{r.status for r in rows})}  # "incomplete" if interrupted
     summary = {
         "metric": space.settings.metric, "mode": space.settings.mode,
         "best_trial": best.trial_id if best else None, "best_value": best.value if best else None,
@@ -94,7 +67,6 @@ def write_results(rows: list[TrialRow], space: SearchSpace, directory: Path, wal
     write_leaderboard_csv(rows, space, directory / "leaderboard.csv")
     if best:
         (directory / "best_config.py").write_text(render_best_config(best, space, directory / "best_config.py"))
-    plot_learning_curves(rows, space, directory / "learning_curves.png")
     return summary
 
 
@@ -116,33 +88,6 @@ def format_leaderboard(rows: list[TrialRow], space: SearchSpace, top: int = 10) 
               *(_short(r.params[p]) for p in paths)] for rank, r in enumerate(rows[:top], start=1)]
     widths = [max(len(cell) for cell in column) for column in zip(header, *lines)]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in [header, *lines])
-
-
-def plot_learning_curves(rows: list[TrialRow], space: SearchSpace, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(8, 5))
-    best = rows[0].trial_id if rows else None
-    for row in rows:
-        if not row.curve:
-            continue
-        epochs, values = zip(*row.curve)
-        is_best = row.trial_id == best
-        axes.plot(epochs, values, marker="o", markersize=3, linewidth=2.5 if is_best else 1,
-                  alpha=1.0 if is_best else 0.35 if row.status == "stopped" else 0.7,
-                  label=f"best: {row.trial_id}" if is_best else None)
-    axes.set_xlabel("epoch")
-    axes.set_ylabel(space.settings.metric)
-    axes.set_title(f"{space.path.name}: {len(rows)} trials ({space.settings.mode} {space.settings.metric})")
-    axes.grid(alpha=0.3)
-    if best:
-        axes.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 # --- best_config.py ---------------------------------------------------------------------------
@@ -194,8 +139,3 @@ def _short(value: Any) -> str:
 
 def _plain(params: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v if isinstance(v, (int, float, str, bool, type(None))) else _short(v) for k, v in params.items()}
-
-
-def _last_line(error: Any) -> str:
-    text = str(error).strip().splitlines()
-    return text[-1] if text else type(error).__name__

@@ -201,7 +201,9 @@ def read_trials(directory: Path, space: SearchSpace,
         curve = read_curve(lines, space.settings.metric)
         epochs = max((_epochs(line) for line in lines), default=0)
         error = read_error(trial_dir)
-        if error is None and states.get(trial_id) == "ERROR":
+        if states.get(trial_id) == "TERMINATED":  # an error file left by a failure that a retry got past
+            error = None
+        elif error is None and states.get(trial_id) == "ERROR":
             error = "errored (see Tune's experiment state)"
         status = trial_status(epochs, space.max_epochs, error is not None, states.get(trial_id), complete)
         trials.append(TrialRow(trial_id=trial_id, status=status, epochs=epochs, value=curve[-1][1] if curve else None,
