@@ -131,19 +131,8 @@ def tune_main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         print(f"torchmate-tune: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    from torchmate_ray.tune.report_data import build_report_data
-    from torchmate_ray.tune.report_page import write_report
-
-    rows = build_report_data(run.experiment_dir, search_space).trials
-    summary = report.write_results(rows, search_space, run.experiment_dir, run.wall_seconds)
-    print(report.format_leaderboard(rows, search_space))
-    print(f"{summary['num_trials']} trials in {summary['wall_seconds']:.0f} s: {summary['trials']}; "
-          f"{summary['epochs_run']} of {summary['epoch_budget']} epochs run")
-    if summary["best_trial"]:
-        print(f"best: {summary['best_trial']} {summary['metric']} = {summary['best_value']:.4f}; "
-              f"torchmate-train {run.experiment_dir / 'best_config.py'}")
-    print(f"results: {run.experiment_dir}")
-    print(f"report: {write_report(run.experiment_dir, search_space)}")
+    summary, text = report.finish_sweep(run.experiment_dir, search_space, run.wall_seconds)
+    print(text)
     return EXIT_TRIALS_ERRORED if summary["trials"]["errored"] else EXIT_OK
 
 

@@ -70,6 +70,24 @@ def write_results(rows: list[TrialRow], space: SearchSpace, directory: Path, wal
     return summary
 
 
+def finish_sweep(directory: Path, space: SearchSpace, wall_seconds: float) -> tuple[dict[str, Any], str]:
+    """After a sweep: write its results and report; return the summary and what to tell the user (the
+    leaderboard, the counts, the best trial and where everything is)."""
+    from torchmate_ray.tune.report_data import build_report_data
+    from torchmate_ray.tune.report_page import write_report
+
+    data = build_report_data(directory, space)
+    summary = write_results(data.trials, space, directory, wall_seconds)
+    lines = [format_leaderboard(data.trials, space),
+             f"{summary['num_trials']} trials in {summary['wall_seconds']:.0f} s: {summary['trials']}; "
+             f"{summary['epochs_run']} of {summary['epoch_budget']} epochs run"]
+    if summary["best_trial"]:
+        lines.append(f"best: {summary['best_trial']} {summary['metric']} = {summary['best_value']:.4f}; "
+                     f"torchmate-train {directory / 'best_config.py'}")
+    lines += [f"results: {directory}", f"report: {write_report(directory, space)}"]
+    return summary, "\n".join(lines)
+
+
 def write_leaderboard_csv(rows: list[TrialRow], space: SearchSpace, path: Path) -> None:
     paths = varied_paths(space.config)
     with path.open("w", newline="") as handle:

@@ -122,7 +122,9 @@ def share_data_cache(data: Any, config: Mapping[str, Any]) -> Any:
         data.setup(stage)
         for phase in phases:
             data.get_cached_dataset(phase)
-    return ray.put({phase: (x.numpy(), y.numpy()) for phase, (x, y) in data.cached_tensors.items()})
+    shared = ray.put({phase: (x.numpy(), y.numpy()) for phase, (x, y) in data.cached_tensors.items()})
+    data.cached_tensors.clear()  # the object store holds them now
+    return shared
 
 
 def connect_ray(address: str | None, state_api: bool = False) -> None:
