@@ -20,6 +20,7 @@ from typing import Any, Callable
 import torch
 from torch.utils.data import Dataset
 
+from torchmate_ray.lightning.build import compose
 from torchmate_ray.lightning.errors import ConfigError, describe
 
 CACHE_MODES = ("none", "memory", "device")
@@ -67,18 +68,6 @@ def split_transforms(transform: Transform | None) -> tuple[list[Transform], list
     steps = flatten_transforms(transform)
     cut = next((i for i, step in enumerate(steps) if not is_deterministic(step)), len(steps))
     return steps[:cut], steps[cut:]
-
-
-def chain(steps: Sequence[Transform]) -> Transform | None:
-    if not steps:
-        return None
-
-    def apply(value: Any) -> Any:
-        for step in steps:
-            value = step(value)
-        return value
-
-    return steps[0] if len(steps) == 1 else apply
 
 
 class CachedSplit(Dataset):
@@ -134,7 +123,7 @@ def build_cached_split(dataset: Any, transform: Transform | None, target_transfo
     """
     head, rest = split_transforms(transform)
     target_head, target_rest = split_transforms(target_transform)
-    apply_x, apply_y = chain(head), chain(target_head)
+    apply_x, apply_y = compose(head), compose(target_head)
     xs, ys = [], []
     for index in range(len(dataset)):
         sample = dataset[index]
@@ -146,7 +135,7 @@ def build_cached_split(dataset: Any, transform: Transform | None, target_transfo
         ys.append(apply_y(y) if apply_y else y)
         if index == 0:
             check_fits_in_memory(xs[0], len(dataset), phase)
-    return CachedSplit(stack(xs, phase, "X"), stack(ys, phase, "y"), chain(rest), chain(target_rest))
+    return CachedSplit(stack(xs, phase, "X"), stack(ys, phase, "y"), compose(rest), compose(target_rest))
 
 
 def stack(values: list[Any], phase: str, what: str) -> torch.Tensor:

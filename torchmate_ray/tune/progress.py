@@ -22,7 +22,7 @@ from typing import Any, TextIO
 
 from ray.tune import Callback
 
-from torchmate_ray.tune.report import _short, get_path, varied_paths
+from torchmate_ray.tune.report import format_value, get_path, varied_paths
 from torchmate_ray.tune.space import SearchSpace
 
 STATES = ("running", "pending", "finished", "stopped", "errored")
@@ -148,7 +148,7 @@ class SweepProgress(Callback):
         if not scored:
             return None
         _, trial_id, trial = min(scored, key=lambda item: item[:2])
-        params = {label: _short(get_path(trial.config or {}, path)) for label, path in zip(self.labels, self.param_paths)}
+        params = {label: format_value(get_path(trial.config or {}, path)) for label, path in zip(self.labels, self.param_paths)}
         return Best(trial_id, _metric(trial, self.metric), params)
 
     def _trial_ended(self, trials: list[Any], trial: Any, state: str) -> None:

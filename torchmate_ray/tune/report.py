@@ -7,6 +7,7 @@ import csv
 import inspect
 import json
 import pprint
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,7 +75,7 @@ def finish_sweep(directory: Path, space: SearchSpace, wall_seconds: float) -> tu
     """After a sweep: write its results and report; return the summary and what to tell the user (the
     leaderboard, the counts, the best trial and where everything is)."""
     from torchmate_ray.tune.report_data import build_report_data
-    from torchmate_ray.tune.report_page import write_report
+    from torchmate_ray.tune.report_page import write_report_page
 
     data = build_report_data(directory, space)
     summary = write_results(data.trials, space, directory, wall_seconds)
@@ -84,7 +85,7 @@ def finish_sweep(directory: Path, space: SearchSpace, wall_seconds: float) -> tu
     if summary["best_trial"]:
         lines.append(f"best: {summary['best_trial']} {summary['metric']} = {summary['best_value']:.4f}; "
                      f"torchmate-train {directory / 'best_config.py'}")
-    lines += [f"results: {directory}", f"report: {write_report(directory, space)}"]
+    lines += [f"results: {directory}", f"report: {write_report_page(data)}"]
     return summary, "\n".join(lines)
 
 
@@ -95,7 +96,7 @@ def write_leaderboard_csv(rows: list[TrialRow], space: SearchSpace, path: Path) 
         writer.writerow(["rank", "trial_id", "status", "epochs", space.settings.metric, *paths, "node"])
         for rank, row in enumerate(rows, start=1):
             writer.writerow([rank, row.trial_id, row.status, row.epochs, "" if row.value is None else row.value,
-                             *(_short(row.params[p]) for p in paths), row.node])
+                             *(format_value(row.params[p]) for p in paths), row.node])
 
 
 def format_leaderboard(rows: list[TrialRow], space: SearchSpace, top: int = 10) -> str:
@@ -103,7 +104,7 @@ def format_leaderboard(rows: list[TrialRow], space: SearchSpace, top: int = 10) 
     paths = varied_paths(space.config)
     header = ["#", "trial", "status", "epochs", space.settings.metric, *paths]
     lines = [[str(rank), r.trial_id, r.status, str(r.epochs), "-" if r.value is None else f"{r.value:.4f}",
-              *(_short(r.params[p]) for p in paths)] for rank, r in enumerate(rows[:top], start=1)]
+              *(format_value(r.params[p]) for p in paths)] for rank, r in enumerate(rows[:top], start=1)]
     widths = [max(len(cell) for cell in column) for column in zip(header, *lines)]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in [header, *lines])
 
@@ -147,13 +148,16 @@ def _as_source(value: Any, space: SearchSpace, imports: set[str]) -> Any:
     return value
 
 
-def _short(value: Any) -> str:
+def format_value(value: Any) -> str:
+    """A hyperparameter value, short: a spec or a class by its name, a float in 4 digits."""
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, Mapping) and "name" in value:
-        return str(getattr(value["name"], "__name__", value["name"]))
+        return format_value(value["name"])
+    if isinstance(value, str) and (match := re.fullmatch(r"<(?:class|function) '[\w.]*?(\w+)'>", value)):
+        return match.group(1)  # a class or function as params.json writes it
     return str(getattr(value, "__name__", value))
 
 
 def _plain(params: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v if isinstance(v, (int, float, str, bool, type(None))) else _short(v) for k, v in params.items()}
+    return {k: v if isinstance(v, (int, float, str, bool, type(None))) else format_value(v) for k, v in params.items()}

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 from ray.tune.search.sample import Categorical, Domain, Float, Integer, LogUniform, Quantized
 
 from torchmate_ray.lightning.errors import ConfigError
-from torchmate_ray.tune.report import TrialRow, get_path, varied_paths
+from torchmate_ray.tune.report import TrialRow, format_value, get_path, varied_paths
 from torchmate_ray.tune.space import SearchSpace, find_domains, load_search_space, read_settings
 from torchmate_ray.tune.trial import EPOCHS
 
@@ -87,12 +86,17 @@ class ReportData:
 
     directory: Path
     space: SearchSpace
-    complete: bool                  # summary.json is there and no trial is running or pending
     trials: list[TrialRow]
     seconds: dict[str, float]       # trial id -> its time_total_s
     params: list[ParamAxis]
     rungs: list[Rung]
     compute: ComputeAccount
+
+    @property
+    def complete(self) -> bool:
+        """The sweep ended: summary.json is there and no trial is running or pending."""
+        return (self.directory / "summary.json").is_file() and not any(
+            t.status in ("running", "pending") for t in self.trials)
 
     @property
     def metric(self) -> str:
@@ -111,7 +115,7 @@ class ReportData:
     def points(self, param: ParamAxis) -> list[tuple[Any, float, str]]:
         """(hyperparameter value, final metric, trial id) for each trial that has both; categorical
         values as their labels."""
-        return [(label(t.params[param.path]) if param.scale == "categorical" else float(t.params[param.path]),
+        return [(format_value(t.params[param.path]) if param.scale == "categorical" else float(t.params[param.path]),
                  t.value, t.trial_id) for t in self.trials if t.value is not None and t.params.get(param.path) is not None]
 
     def parallel_coordinates(self) -> ParallelCoordinates:
@@ -143,9 +147,8 @@ def build_report_data(directory: str | Path, space: SearchSpace | None = None) -
     space = space or load_experiment_space(directory)
     states = read_trial_states(directory)
     trials, seconds = read_trials(directory, space, states)
-    running = any(t.status in ("running", "pending") for t in trials)
     return ReportData(
-        directory=directory, space=space, complete=(directory / "summary.json").is_file() and not running,
+        directory=directory, space=space,
         trials=rank_trials(trials, space.settings.mode), seconds=seconds, params=build_param_axes(space, trials),
         rungs=build_rungs(space, trials), compute=build_compute_account(space, trials, seconds))
 
@@ -310,28 +313,17 @@ def build_param_axes(space: SearchSpace, trials: list[TrialRow]) -> list[ParamAx
         if numeric and len(numeric) == len(domains[path]):
             axes.append(ParamAxis(path, "log" if all(_is_log(d) for d in numeric) else "linear"))
             continue
-        known = [label(c) for d in domains[path] for c in _categories(d)]
-        seen = [label(t.params[path]) for t in trials if t.params.get(path) is not None]
+        known = [format_value(c) for d in domains[path] for c in _categories(d)]
+        seen = [format_value(t.params[path]) for t in trials if t.params.get(path) is not None]
         axes.append(ParamAxis(path, "categorical", list(dict.fromkeys([*known, *seen]))))
     return axes
-
-
-def label(value: Any) -> str:
-    """A hyperparameter value as a category label: a spec by its name, a class by its name, a number short."""
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, Mapping) and "name" in value:
-        return label(value["name"])
-    if isinstance(value, str) and (match := re.fullmatch(r"<(?:class|function) '[\w.]*?(\w+)'>", value)):
-        return match.group(1)  # a class or function as params.json writes it
-    return str(getattr(value, "__name__", value))
 
 
 def _scale_axis(axis: ParamAxis, values: list[Any]) -> tuple[list[float], list[tuple[float, str]]]:
     if axis.scale == "categorical":
         n = len(axis.categories)
         position = {c: (i / (n - 1) if n > 1 else 0.5) for i, c in enumerate(axis.categories)}
-        return [position.get(label(v), math.nan) if v is not None else math.nan for v in values], \
+        return [position.get(format_value(v), math.nan) if v is not None else math.nan for v in values], \
             [(position[c], c) for c in axis.categories]
     log = axis.scale == "log"
     numbers = [(math.log10(v) if log else float(v)) if v is not None else math.nan for v in values]
@@ -340,7 +332,7 @@ def _scale_axis(axis: ParamAxis, values: list[Any]) -> tuple[list[float], list[t
     span = high - low
     scaled = [(x - low) / span if span else 0.5 for x in numbers]
     unscale = (lambda x: 10 ** x) if log else (lambda x: x)
-    return scaled, ([(0.0, label(unscale(low))), (1.0, label(unscale(high)))] if span else [(0.5, label(unscale(low)))])
+    return scaled, ([(0.0, format_value(unscale(low))), (1.0, format_value(unscale(high)))] if span else [(0.5, format_value(unscale(low)))])
 
 
 def _is_log(domain: Domain) -> bool:

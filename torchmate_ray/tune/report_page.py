@@ -23,7 +23,8 @@ from matplotlib.figure import Figure
 
 from torchmate_ray.lightning.errors import ConfigError
 from torchmate_ray.tune.report import TrialRow
-from torchmate_ray.tune.report_data import ReportData, build_report_data, label
+from torchmate_ray.tune.report import format_value
+from torchmate_ray.tune.report_data import ReportData, build_report_data
 from torchmate_ray.tune.space import SearchSpace
 
 PLOTS_DIR = "report"  # the PNGs, beside report.html in the experiment directory
@@ -40,7 +41,11 @@ def write_report(directory: str | Path, space: SearchSpace | None = None, output
     Works on a finished, running or interrupted experiment. Raises ConfigError for a directory that is
     not a torchmate-tune experiment.
     """
-    data = build_report_data(directory, space)
+    return write_report_page(build_report_data(directory, space), output)
+
+
+def write_report_page(data: ReportData, output: str | Path | None = None) -> Path:
+    """``write_report`` for an experiment already read."""
     path = check_output(Path(output) if output else data.directory / "report.html")
     plots = render_plots(data)
     (data.directory / PLOTS_DIR).mkdir(exist_ok=True)
@@ -412,7 +417,7 @@ def _saved(spent: float, full: float) -> str:
 
 
 def _short(value: Any) -> str:
-    return "-" if value is None else label(value)
+    return "-" if value is None else format_value(value)
 
 
 def _e(text: Any) -> str:
