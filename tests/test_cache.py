@@ -90,7 +90,7 @@ def test_the_cached_head_ends_at_the_first_random_or_unknown_transform(steps, ca
      "dataset.cache: expected one of 'none', 'memory', 'device', got 'disk' (str); 'memory' keeps the transformed "
      "split as tensors, 'device' keeps them on the GPU"),
     (lambda c: c["dataset"].update(cache="memory", transforms={"pre": [{"name": "RandomHorizontalFlip"}]}),
-     "dataset.cache: the train split's X is a Image after its deterministic transforms, not a tensor; add ToTensor to "
+     "dataset.cache: the train split's X is of type Image after its deterministic transforms, not a tensor; add ToTensor to "
      "dataset.transforms.pre, or set dataset.cache to 'none'"),
     (lambda c: c.update(dataloaders={"default": {"batch_size": 8, "collate_fn": list}}) or c["dataset"].update(cache="memory"),
      "dataloaders.train.collate_fn: a cached split makes its batches itself; remove collate_fn, or set dataset.cache "
@@ -182,3 +182,17 @@ def test_a_cached_sweep_matches_the_uncached_one_and_warm_trials_start_fresh(tmp
     # the cache was built once, by the driver, from each of the 4,000 + 1,000 digits; the trials read none
     assert set(cached_reads) == {str(os.getpid())} and len(cached_reads) == 5000
     assert len(plain_reads) >= 3 * 2 * (10 + 4) * 32  # without it, each trial reads its batches every epoch
+
+
+def test_a_sweep_over_data_that_cannot_be_cached_is_refused_before_ray_starts(tmp_path, capsys):
+    import ray
+
+    space = tmp_path / "space.py"
+    space.write_text(SPACE.format(tests=str(Path(__file__).parent), root=str(tmp_path / "data"),
+                                  log=str(tmp_path / "reads.log"), cache="memory")
+                     + 'config["dataset"]["transforms"] = {"pre": [{"name": "RandomHorizontalFlip"}]}\n')
+    assert tune_main([str(space), "--storage-path", str(tmp_path / "results"), "--name", "x"]) == 2
+    assert not ray.is_initialized()
+    assert capsys.readouterr().err.splitlines() == [
+        "torchmate-tune: error: dataset.cache: the train split's X is of type Image after its deterministic transforms, "
+        "not a tensor; add ToTensor to dataset.transforms.pre, or set dataset.cache to 'none'"]

@@ -142,7 +142,7 @@ def stack(values: list[Any], phase: str, what: str) -> torch.Tensor:
     if values and isinstance(values[0], (int, float)):
         return torch.tensor(values)
     if not values or not all(isinstance(v, torch.Tensor) for v in values):
-        found = f"a {type(values[0]).__name__}" if values else "empty"
+        found = f"of type {type(values[0]).__name__}" if values else "empty"
         raise ConfigError("dataset.cache", f"the {phase} split's {what} is {found} after its deterministic "
                           f"transforms, not a tensor; add ToTensor to dataset.transforms.pre, or set dataset.cache "
                           f"to 'none'")

@@ -82,13 +82,16 @@ def run_sweep(space: SearchSpace, plan: ResourcePlan, resume: bool = False, retr
     tune_config, run_config = build_tune_config(space, plan), build_run_config(space, path, verbose)
     data = configure_data(sample_configs(trial_config)[0])
     data.prepare_data()  # download once, here, not in every trial
+    cache = build_shared_cache(data, trial_config)
     connect_ray(space.settings.address, state_api=plan.workers > 1)
     if space.settings.address:
         check_storage_shared(path)
     ray.cloudpickle.register_pickle_by_value(_space_module(space))  # classes defined in the file reach the trials
+    shared_cache = cache and ray.put(cache)
+    del data, cache  # the object store holds the cache now
     s = space.settings
     layout = TrialLayout(plan.workers, plan.cpus_per_worker, plan.gpus_per_worker, s.max_failures,
-                         s.checkpoints_to_keep, str(path), str(path / "train_runs"), share_data_cache(data, trial_config))
+                         s.checkpoints_to_keep, str(path), str(path / "train_runs"), shared_cache)
     trainable = tune.with_resources(tune.with_parameters(train_trial, layout=layout), plan.bundle)
     if resume:
         tuner = tune.Tuner.restore(str(path), trainable, param_space=trial_config, resume_unfinished=True,
@@ -112,19 +115,18 @@ def restore_run_output(tuner: tune.Tuner, run_config: RunConfig) -> None:
     restored.callbacks, restored.verbose = run_config.callbacks, run_config.verbose
 
 
-def share_data_cache(data: Any, config: Mapping[str, Any]) -> Any:
-    """The ``dataset.cache`` splits, built once here and put in Ray's object store (each node then holds one
-    copy that its trials read in place), or None: no cache, or trials whose data differ (``dataset`` or
-    ``seed`` sampled) and build their own."""
+def build_shared_cache(data: Any, config: Mapping[str, Any]) -> dict[str, tuple[Any, Any]] | None:
+    """The ``dataset.cache`` splits as arrays, built once here for every trial (the sweep puts them in Ray's
+    object store: each node then holds one copy that its trials read in place), or None: no cache, or
+    trials whose data differ (``dataset`` or ``seed`` sampled) and build their own. Raises ConfigError
+    for data that cannot be cached, before Ray starts."""
     if getattr(data, "cache", "none") == "none" or find_domains({"dataset": config.get("dataset"), "seed": config.get("seed")}):
         return None
     for stage, phases in (("fit", ("train", "val")), ("test", ("test",))):
         data.setup(stage)
         for phase in phases:
             data.get_cached_dataset(phase)
-    shared = ray.put({phase: (x.numpy(), y.numpy()) for phase, (x, y) in data.cached_tensors.items()})
-    data.cached_tensors.clear()  # the object store holds them now
-    return shared
+    return {phase: (x.numpy(), y.numpy()) for phase, (x, y) in data.cached_tensors.items()}
 
 
 def connect_ray(address: str | None, state_api: bool = False) -> None:
