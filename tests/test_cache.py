@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import BatchSampler, DataLoader, TensorDataset
 from torchvision import transforms as T
 
 from torchmate_ray.cli import tune_main
-from torchmate_ray.lightning.cache import build_cached_split, flatten_transforms, keep_batch, split_transforms
+from torchmate_ray.lightning.cache import (CachedSplit, IndexBatches, build_cached_split, flatten_transforms, keep_batch,
+                                           split_transforms)
 from torchmate_ray.lightning.configure import configure_all, configure_data
+from torchmate_ray.lightning.datamodule import cached_loader_kwargs, index_batch_loader
 from torchmate_ray.lightning.datasets import MNISTSample
 from torchmate_ray.lightning.errors import ConfigError
 from torchmate_ray.tune.resources import Node, plan_resources
@@ -196,3 +198,48 @@ def test_a_sweep_over_data_that_cannot_be_cached_is_refused_before_ray_starts(tm
     assert capsys.readouterr().err.splitlines() == [
         "torchmate-tune: error: dataset.cache: the train split's X is of type Image after its deterministic transforms, "
         "not a tensor; add ToTensor to dataset.transforms.pre, or set dataset.cache to 'none'"]
+
+
+@pytest.mark.parametrize("shuffle, drop_last, size, batch", [
+    (True, False, 1000, 64), (True, True, 1000, 64), (False, False, 1000, 64), (False, True, 100, 100),
+    (True, False, 10, 32),
+], ids=["shuffled", "shuffled-drop-last", "sequential", "one-exact-batch", "batch-larger-than-split"])
+def test_index_batches_are_the_per_sample_loaders_batches(shuffle, drop_last, size, batch):
+    x, y = torch.arange(size * 2.0).view(size, 2), torch.arange(size)
+    kwargs = {"batch_size": batch, "shuffle": shuffle, "drop_last": drop_last}
+    torch.manual_seed(3)
+    expected, expected_next_draw = list(DataLoader(TensorDataset(x, y), **kwargs)), torch.rand(1)
+    torch.manual_seed(3)
+    loader = index_batch_loader(CachedSplit(x, y), cached_loader_kwargs(kwargs, "train"))
+    got, next_draw = list(loader), torch.rand(1)
+    assert isinstance(loader.sampler, IndexBatches) and len(loader) == len(expected) == len(got)
+    for (gx, gy), (ex, ey) in zip(got, expected):
+        assert torch.equal(gx, ex) and torch.equal(gy, ey)
+    assert torch.equal(next_draw, expected_next_draw)  # the global generator is left as the plain loader leaves it
+
+
+@pytest.mark.parametrize("pre, sampler", [(None, IndexBatches), (AUGMENTED, BatchSampler)],
+                         ids=["deterministic-by-index-tensor", "random-rotation-per-sample"])
+def test_a_cached_split_is_served_by_index_tensors_unless_transforms_run_per_sample(tiny_config, fast_trainer, pre,
+                                                                                      sampler):
+    if pre:
+        tiny_config["dataset"]["transforms"]["pre"] = pre
+    tiny_config["dataset"]["cache"] = "memory"
+    trainer, model, data = configure_all(tiny_config, fast_trainer)
+    trainer.fit(model, data)
+    loader = trainer.train_dataloader
+    assert isinstance(loader.sampler if sampler is IndexBatches else loader.batch_sampler, sampler)
+
+
+def test_the_device_cache_follows_the_trainers_root_device(tiny_config, fast_trainer):
+    """``cache: device`` puts the split where the trainer's strategy trains: here a CPU named by index, which
+    differs from the plain CPU that the cache would fall back to without a trainer."""
+    from lightning.pytorch.strategies import SingleDeviceStrategy
+
+    tiny_config["dataset"]["cache"] = "device"
+    device = torch.device("cpu", 0)
+    trainer, model, data = configure_all(tiny_config, {**fast_trainer, "strategy": SingleDeviceStrategy(device)})
+    assert data.cache_device() == torch.device("cpu")  # no trainer yet
+    trainer.fit(model, data)
+    assert trainer.strategy.root_device == device and data.cache_device() == device
+    assert trainer.train_dataloader.dataset.device.type == device.type

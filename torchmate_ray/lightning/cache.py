@@ -14,11 +14,11 @@ unchanged, only the fetching of a batch is one tensor index instead of ``batch_s
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Callable
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 from torchmate_ray.lightning.build import compose
 from torchmate_ray.lightning.errors import ConfigError, describe
@@ -85,16 +85,22 @@ class CachedSplit(Dataset):
     def __len__(self) -> int:
         return len(self.y)
 
-    def __getitem__(self, index: int) -> tuple[Any, Any]:
+    def __getitem__(self, index: int | torch.Tensor) -> tuple[Any, Any]:
+        """Sample ``index``; or, for a split without per-sample transforms, the batch of an index tensor."""
         x, y = self.x[index], self.y[index]
         return (self.transform(x) if self.transform else x, self.target_transform(y) if self.target_transform else y)
 
     def __getitems__(self, indices: Sequence[int]) -> tuple[Any, Any]:
-        if self.transform is None and self.target_transform is None:
+        if not self.per_sample:
             index = torch.as_tensor(indices, device=self.x.device)
             return self.x[index], self.y[index]
         samples = [self[i] for i in indices]
         return torch.utils.data.default_collate(samples)
+
+    @property
+    def per_sample(self) -> bool:
+        """Whether transforms run per sample (after the cached head), so that batches must be collated."""
+        return self.transform is not None or self.target_transform is not None
 
     @property
     def device(self) -> torch.device:
@@ -103,8 +109,37 @@ class CachedSplit(Dataset):
     def to(self, device: torch.device | str) -> CachedSplit:
         return CachedSplit(self.x.to(device), self.y.to(device), self.transform, self.target_transform)
 
-    def with_transforms(self, transform: Transform | None, target_transform: Transform | None) -> CachedSplit:
-        return CachedSplit(self.x, self.y, transform, target_transform)
+
+class IndexBatches(Sampler):
+    """The batches of a cached split without per-transform work, as index tensors on the split's device.
+
+    It draws what a DataLoader's ``RandomSampler`` (``shuffle``) or ``SequentialSampler`` and its
+    ``BatchSampler`` draw -- the same seed from the global generator, the same permutation -- so the batches
+    are those of the per-sample loader; but the epoch's order is moved to the device once and each batch is
+    a slice of it: no list of Python ints per batch, no host-to-device copy per step.
+    """
+
+    def __init__(self, size: int, batch_size: int, shuffle: bool = False, drop_last: bool = False,
+                 generator: torch.Generator | None = None, device: torch.device | str = "cpu"):
+        self.size, self.batch_size, self.shuffle, self.drop_last = size, batch_size, shuffle, drop_last
+        self.generator, self.device = generator, torch.device(device)
+
+    def __len__(self) -> int:
+        return self.size // self.batch_size if self.drop_last else -(-self.size // self.batch_size)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        order = self._order().to(self.device)
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            yield order[start:start + self.batch_size]
+
+    def _order(self) -> torch.Tensor:
+        if not self.shuffle:
+            return torch.arange(self.size)
+        generator = self.generator
+        if generator is None:  # as RandomSampler does: a seed from the global generator, each epoch
+            generator = torch.Generator()
+            generator.manual_seed(int(torch.empty((), dtype=torch.int64).random_().item()))
+        return torch.randperm(self.size, generator=generator)
 
 
 def keep_batch(batch: Any) -> Any:

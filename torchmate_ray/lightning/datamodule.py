@@ -10,7 +10,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from torchmate_ray.lightning.build import STAGES, build_dataloader_kwargs, build_transform, compose
-from torchmate_ray.lightning.cache import CachedSplit, build_cached_split, keep_batch, read_cache_mode, split_transforms
+from torchmate_ray.lightning.cache import (CachedSplit, IndexBatches, build_cached_split, keep_batch, read_cache_mode,
+                                           split_transforms)
 from torchmate_ray.lightning.errors import ConfigError, describe, join_path
 
 Transform = Callable[[Any], Any]
@@ -157,15 +158,18 @@ class ConfigurableLightningDataModule(pl.LightningDataModule):
 
     def cache_device(self) -> torch.device:
         """Where ``cache: device`` keeps the tensors: the trainer's device (the CPU without a trainer)."""
-        trainer = getattr(self, "_trainer", None)
-        return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+        return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
 
     def get_dataloader(self, phase: str) -> Any:
         """A DataLoader (or a list / dict of them, for several datasets) for ``phase``."""
         kwargs = self.get_dataloader_kwargs(phase)
-        if self.cache != "none":
-            kwargs = cached_loader_kwargs(kwargs, phase)
-        return map_datasets(lambda d: DataLoader(d, **kwargs), self.get_transformed_dataset(phase))
+        if self.cache == "none":
+            return map_datasets(lambda d: DataLoader(d, **kwargs), self.get_transformed_dataset(phase))
+        split = self.get_transformed_dataset(phase)
+        kwargs = cached_loader_kwargs(kwargs, phase)
+        if split.per_sample or self._distributed():
+            return DataLoader(split, **kwargs)
+        return index_batch_loader(split, kwargs)
 
     # --- Lightning entry points ----------------------------------------------------------------
     def train_dataloader(self) -> Any:
@@ -187,6 +191,10 @@ class ConfigurableLightningDataModule(pl.LightningDataModule):
         return apply_to_pair(batch, self.post_batch_transform, None) if self.post_batch_transform else batch
 
     # --- helpers -------------------------------------------------------------------------------
+    def _distributed(self) -> bool:
+        # Lightning gives each rank its share through a DistributedSampler that replaces the loader's own
+        return self.trainer is not None and self.trainer.world_size > 1
+
     def _dataset_cfg(self) -> Mapping[str, Any]:
         dataset = self.hparams.get("dataset") or {}
         if not isinstance(dataset, Mapping):
@@ -215,6 +223,19 @@ def cached_loader_kwargs(kwargs: Mapping[str, Any], phase: str) -> dict[str, Any
                           "collate_fn, or set dataset.cache to 'none'")
     ignored = ("num_workers", "pin_memory", "persistent_workers", "prefetch_factor", "worker_init_fn")
     return {**{k: v for k, v in kwargs.items() if k not in ignored}, "collate_fn": keep_batch}
+
+
+INDEX_BATCH_KEYS = frozenset({"batch_size", "shuffle", "drop_last", "generator", "collate_fn"})
+
+
+def index_batch_loader(split: CachedSplit, kwargs: Mapping[str, Any]) -> DataLoader:
+    """A loader whose every batch is ``split[index tensor]`` (:class:`IndexBatches`), where ``kwargs`` (from
+    ``cached_loader_kwargs``) ask for nothing else (a sampler of the user's, say); else the usual loader."""
+    if not INDEX_BATCH_KEYS.issuperset(kwargs):
+        return DataLoader(split, **kwargs)
+    sampler = IndexBatches(len(split), kwargs.get("batch_size", 1), kwargs.get("shuffle", False),
+                           kwargs.get("drop_last", False), kwargs.get("generator"), split.device)
+    return DataLoader(split, batch_size=None, sampler=sampler, collate_fn=keep_batch)
 
 
 def map_datasets(function: Callable[[Any], Any], dataset: Any) -> Any:

@@ -1,7 +1,8 @@
 """The trial: a sampled config -> configure_all -> fit, reporting every epoch to Tune with a checkpoint.
 
-One worker: Lightning runs inside the Tune trial's own process. Several workers: the trial is a thin
-driver that runs a Ray Train V2 ``TorchTrainer`` whose workers run Lightning with ``RayDDPStrategy``.
+One worker: Lightning runs inside the Tune trial's own process; each epoch's metrics go to Tune at once,
+and its checkpoint is written into the trial's directory by a background thread. Several workers: the
+trial is a thin driver of a Ray Train V2 run (distributed.py).
 """
 
 from __future__ import annotations
@@ -9,18 +10,22 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import shutil
 import sys
 import tempfile
 import types
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import ray
+import torch
+from lightning.fabric.plugins import TorchCheckpointIO
+from lightning.fabric.utilities.apply_func import apply_to_collection
+from lightning.pytorch.callbacks import Checkpoint
 from ray import tune
-from ray.tune.integration.pytorch_lightning import TuneReportCheckpointCallback
-from ray.tune.integration.ray_train import TuneReportCallback
 
 from torchmate_ray.lightning.configure import configure_all
 
@@ -54,6 +59,7 @@ class TrialLayout:
     experiment_dir: str = ""       # the trials' own directories are <experiment_dir>/<trial id>
     train_storage: str = ""        # where multi-worker trials keep their Train runs (shared storage)
     data_cache: Any = None         # ObjectRef of {phase: (X, y) arrays}: a `dataset.cache` built once, shared
+    tune_checkpoints: bool = False  # checkpoints through Tune (PBT copies them between trials), not our writer
 
 
 def train_trial(config: dict[str, Any], layout: TrialLayout = TrialLayout()) -> None:
@@ -64,21 +70,24 @@ def train_trial(config: dict[str, Any], layout: TrialLayout = TrialLayout()) -> 
     when Ray restarts the trial.
     """
     if layout.workers > 1:
+        from torchmate_ray.tune.distributed import run_distributed_trial
+
         run_distributed_trial(config, layout)
         return
     register_file_classes(config)
-    trainer, model, data = configure_all(config, trial_trainer_kwargs(config, EpochReportCallback()))
+    trial_dir = Path(layout.experiment_dir) / tune.get_context().get_trial_id()
+    trainer, model, data = configure_all(config, trial_trainer_kwargs(config, trial_dir, layout))
     use_shared_cache(data, layout.data_cache)
     try:
-        fit_trial(trainer, model, data, layout)
+        fit_trial(trainer, model, data, trial_dir)
     finally:  # the process may serve the next trial (reuse_actors): nothing of this one stays on its GPU
         del trainer, model, data
         release_memory()
 
 
-def fit_trial(trainer: Any, model: Any, data: Any, layout: TrialLayout) -> None:
+def fit_trial(trainer: Any, model: Any, data: Any, trial_dir: Path) -> None:
     """Fit from the start, or on from the trial's newest checkpoint when Ray restarts it."""
-    resume = find_resume_checkpoint(tune.get_checkpoint(), Path(layout.experiment_dir) / tune.get_context().get_trial_id())
+    resume = find_resume_checkpoint(tune.get_checkpoint(), trial_dir)
     if resume is None:
         trainer.fit(model, data)
         return
@@ -90,22 +99,83 @@ def fit_trial(trainer: Any, model: Any, data: Any, layout: TrialLayout) -> None:
     trainer.fit(model, data, ckpt_path=str(directory / CHECKPOINT_FILE), weights_only=False)
 
 
-class EpochReportCallback(TuneReportCheckpointCallback):
-    """Tune's Lightning report callback at every training epoch's end (after validation), which also reports
-    the epochs done and leaves, beside each checkpoint, a ``progress.json`` with those epochs and metrics."""
+class EpochReport(Checkpoint):
+    """At every training epoch's end: the epoch's metrics and epochs done to Tune, and a checkpoint with a
+    ``progress.json`` (those epochs and metrics) in ``<trial dir>/checkpoint_<epochs>/``.
 
-    def __init__(self) -> None:
-        super().__init__(filename=CHECKPOINT_FILE, on="train_epoch_end")
+    A Lightning ``Checkpoint``, so that it runs after the LightningModule's ``on_train_epoch_end`` (where
+    learners log their epoch means) and after validation. The metrics go to Tune at once; the checkpoint is
+    written by :class:`BackgroundCheckpointIO`, and a resumed trial takes the newest complete one. With
+    ``trial_dir`` None the checkpoint goes through Tune instead (PBT hands it to other trials).
+    """
 
-    def _handle(self, trainer: Any, pl_module: Any) -> None:
-        metrics = self._get_report_dict(trainer, pl_module)
-        if trainer.sanity_checking or not metrics:
+    def __init__(self, trial_dir: Path | None):
+        self.trial_dir = trial_dir
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        if trainer.sanity_checking:
             return
-        metrics[EPOCHS] = trainer.current_epoch + 1
-        with tempfile.TemporaryDirectory() as directory:
-            trainer.save_checkpoint(os.path.join(directory, CHECKPOINT_FILE))
-            Path(directory, PROGRESS_FILE).write_text(json.dumps({EPOCHS: metrics[EPOCHS], "metrics": metrics}))
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+        epochs = trainer.current_epoch + 1
+        metrics = {key: float(value) for key, value in trainer.callback_metrics.items()}  # one read per epoch
+        metrics[EPOCHS] = epochs
+        record = {EPOCHS: epochs, "metrics": metrics}
+        if self.trial_dir is None:
+            with tempfile.TemporaryDirectory() as directory:
+                trainer.save_checkpoint(os.path.join(directory, CHECKPOINT_FILE))
+                write_json(Path(directory, PROGRESS_FILE), record)
+                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+            return
+        trainer.save_checkpoint(self.trial_dir / f"checkpoint_{epochs:06d}" / CHECKPOINT_FILE, storage_options=record)
+        tune.report(metrics)
+
+
+class BackgroundCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, off the training thread: the state is copied where it lies (on the
+    GPU, a device-to-device copy) and one background thread writes it, then the ``progress.json`` beside it
+    (the ``storage_options`` of ``trainer.save_checkpoint``), each by an atomic rename, then removes all
+    but the newest ``keep`` checkpoints. The end of the fit (``teardown``) waits for the writes, and a
+    failed write fails the trial there or at the next epoch's checkpoint."""
+
+    def __init__(self, keep: int | None = None):
+        self.keep = keep
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-writer")
+        self._pending: list[Future] = []
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        self._raise_failed()
+        copy = apply_to_collection(checkpoint, torch.Tensor, lambda tensor: tensor.detach().clone())
+        self._pending.append(self._executor.submit(write_checkpoint, copy, Path(path), storage_options, self.keep))
+
+    def teardown(self) -> None:
+        for future in self._pending:
+            future.result()
+        self._pending.clear()
+
+    def _raise_failed(self) -> None:
+        done = [future for future in self._pending if future.done()]
+        self._pending = [future for future in self._pending if not future.done()]
+        for future in done:
+            future.result()
+
+
+def write_checkpoint(checkpoint: dict[str, Any], path: Path, record: dict[str, Any] | None, keep: int | None) -> None:
+    """Write ``checkpoint`` to ``path`` and ``record`` to the ``progress.json`` beside it, each whole or not at
+    all; then keep only the newest ``keep`` checkpoint directories beside this one (all with None)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    torch.save(checkpoint, partial)
+    os.replace(partial, path)
+    if record is not None:
+        write_json(path.parent / PROGRESS_FILE, record)
+    if keep:
+        for old in sorted(path.parent.parent.glob("checkpoint_*"))[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def write_json(path: Path, value: Any) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(value))
+    os.replace(partial, path)
 
 
 def find_resume_checkpoint(given: tune.Checkpoint | None, trial_dir: Path) -> tuple[Path, dict[str, Any]] | None:
@@ -167,62 +237,6 @@ def checkpoint_epochs(path: Path) -> int | None:
         return None
 
 
-def run_distributed_trial(config: dict[str, Any], layout: TrialLayout) -> None:
-    """Drive a Ray Train V2 run of ``layout.workers`` DDP workers; rank 0's metrics reach Tune.
-
-    The run is named after the trial, so a restarted trial's Train run restores its own checkpoint.
-    """
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
-    register_file_classes(config, by_value=True)
-    resources = {"CPU": layout.cpus_per_worker, **({"GPU": layout.gpus_per_worker} if layout.gpus_per_worker else {})}
-    trainer = TorchTrainer(
-        train_worker, train_loop_config={"config": config, "data_cache": layout.data_cache},
-        scaling_config=ScalingConfig(num_workers=layout.workers, use_gpu=layout.gpus_per_worker > 0,
-                                     resources_per_worker=resources),
-        run_config=RunConfig(name=f"train-{tune.get_context().get_trial_id()}", storage_path=layout.train_storage,
-                             callbacks=[EpochsTuneReportCallback()],
-                             checkpoint_config=CheckpointConfig(num_to_keep=layout.checkpoints_to_keep),
-                             failure_config=FailureConfig(max_failures=layout.max_failures)))
-    trainer.fit()
-
-
-class EpochsTuneReportCallback(TuneReportCallback):
-    """Ray Train's report to Tune, plus the epochs done (rank 0's ``epoch`` is Lightning's, counted from 0)."""
-
-    def after_report(self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any) -> None:
-        first = {**metrics[0], EPOCHS: int(metrics[0]["epoch"]) + 1}
-        super().after_report(run_context, [first, *metrics[1:]], checkpoint)
-
-
-def train_worker(loop_config: dict[str, Any]) -> None:
-    """One Ray Train worker: the same configure_all, with Ray's DDP strategy, environment and reporting.
-
-    ``loop_config`` holds the trial's ``config`` and the sweep's shared ``data_cache`` (or None).
-    """
-    import ray.train
-    from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment, RayTrainReportCallback, prepare_trainer
-
-    config, data_cache = loop_config["config"], loop_config["data_cache"]
-
-    register_file_classes(config)
-    training = config.get("training") or {}
-    kwargs = {key: value for key, value in TRIAL_TRAINER_DEFAULTS.items() if key not in training}
-    kwargs.update(devices="auto", strategy=RayDDPStrategy(), plugins=[RayLightningEnvironment()],
-                  callbacks=[RayTrainReportCallback()])
-    trainer, model, data = configure_all(config, kwargs)
-    use_shared_cache(data, data_cache)
-    trainer = prepare_trainer(trainer)
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is None:
-        trainer.fit(model, data)
-        return
-    with checkpoint.as_directory() as directory:
-        trainer.fit(model, data, ckpt_path=os.path.join(directory, RayTrainReportCallback.CHECKPOINT_NAME),
-                    weights_only=False)
-
-
 def register_file_classes(config: Any, by_value: bool = False) -> None:
     """Make classes and functions defined in the search-space file importable by name in this process.
 
@@ -250,10 +264,16 @@ def _leaves(config: Any) -> Iterator[Any]:
         yield config
 
 
-def trial_trainer_kwargs(config: Mapping[str, Any], report: Any) -> dict[str, Any]:
-    """The trial's Trainer overrides: the report callback, and the defaults the config does not set."""
+def trial_trainer_kwargs(config: Mapping[str, Any], trial_dir: Path, layout: TrialLayout) -> dict[str, Any]:
+    """The trial's Trainer overrides: the report callback and its checkpoint writer, and the defaults the
+    config does not set. Checkpointing is always on: the report callback is the trial's checkpoint."""
     training = config.get("training") or {}
     kwargs = {key: value for key, value in TRIAL_TRAINER_DEFAULTS.items() if key not in training}
     kwargs["default_root_dir"] = tune.get_context().get_trial_dir() or os.getcwd()
-    kwargs["callbacks"] = [report]
+    kwargs["enable_checkpointing"] = True
+    if layout.tune_checkpoints or "plugins" in training:  # a checkpoint writer of the config's own, say
+        kwargs["callbacks"] = [EpochReport(None)]
+    else:
+        kwargs["callbacks"] = [EpochReport(trial_dir)]
+        kwargs["plugins"] = [BackgroundCheckpointIO(layout.checkpoints_to_keep)]
     return kwargs

@@ -20,8 +20,10 @@ class SupervisedLearner(ConfigurableLightningModule):
     """Train ``model`` on ``criterion(model(x), y)``.
 
     Logs ``{phase}/loss`` and, with ``learner.cfg.classification: True``, ``{phase}/accuracy`` (or
-    ``{phase}/accuracy@k`` for each k of ``learner.cfg.topk``). Accuracy is averaged over the
-    epoch and over all DDP ranks by torchmetrics, so ``val/accuracy`` is the whole validation set's.
+    ``{phase}/accuracy@k`` for each k of ``learner.cfg.topk``): each the mean over the phase's epoch,
+    weighted by batch size and over all DDP ranks (torchmetrics). They are accumulated on the device and
+    logged once, at the epoch's end: a step neither waits for the device nor pays Lightning's per-``log``
+    bookkeeping. With a progress bar or a logger the training loss is also logged at every step.
     ``predict_step`` returns the model's outputs and logs nothing.
     """
 
@@ -32,8 +34,12 @@ class SupervisedLearner(ConfigurableLightningModule):
         options = read_learner_options(self.hparams.get("learner"))
         self.classification = options.get("classification") is True
         self.topk: list[int] | None = options.get("topk")
+        # "disable": no NaN check, which would read every value back to the host; a NaN shows in the mean
+        self.epoch_means = nn.ModuleDict({key: MeanMetric(nan_strategy="disable") for key in self._mean_keys()})
+
+    def _mean_keys(self) -> list[str]:
         ks = (self.topk or [1]) if self.classification else []
-        self.accuracy = nn.ModuleDict({f"{phase}_top{k}": MeanMetric() for phase in METRIC_PHASES for k in ks})
+        return [f"{phase}_{name}" for phase in METRIC_PHASES for name in ["loss", *(f"top{k}" for k in ks)]]
 
     def logged_metrics(self) -> set[str]:
         keys = {self.log_key(phase, "loss") for phase in METRIC_PHASES}
@@ -48,22 +54,48 @@ class SupervisedLearner(ConfigurableLightningModule):
         x, y = batch
         output = self(x)
         loss = self.criteria(*output, y) if isinstance(output, tuple) else self.criteria(output, y)
-        train = phase == "train"
-        self.log(self.log_key(phase, "loss"), loss, prog_bar=phase == "val", batch_size=len(y), sync_dist=not train)
+        self.accumulate(phase, "loss", loss.detach(), len(y))
         if self.classification:
-            self.log_accuracy(output[0] if isinstance(output, tuple) else output, y, phase)
+            self.accumulate_accuracy(output[0] if isinstance(output, tuple) else output, y, phase)
+        if phase == "train" and self.shows_steps():
+            self.log(self.log_key(phase, "loss"), loss, prog_bar=True, batch_size=len(y), on_step=True, on_epoch=False)
         return loss
 
-    def log_accuracy(self, logits: Tensor, y: Tensor, phase: str) -> None:
-        """Log top-k accuracy of ``logits`` against class indices ``y`` for each configured k."""
-        for i, k in enumerate(self.topk or [1]):
-            batch_accuracy = multiclass_accuracy(logits, y, num_classes=logits.shape[-1], top_k=k,
-                                                 average="micro", validate_args=False)
-            metric = self.accuracy[f"{phase}_top{k}"]
-            metric(batch_accuracy, len(y))
-            key = self.log_key(phase, "accuracy", f"@{k}" if self.topk else None)
-            self.log(key, metric, prog_bar=phase == "val" and i == 0, on_step=phase == "train",
-                     on_epoch=phase != "train")
+    def accumulate(self, phase: str, name: str, value: Tensor, count: int) -> None:
+        """Add ``value``, the mean over ``count`` samples, to the epoch's mean of ``name`` in ``phase``."""
+        self.epoch_means[f"{phase}_{name}"].update(value.expand(count))  # weighted by count, without a host copy
+
+    def accumulate_accuracy(self, logits: Tensor, y: Tensor, phase: str) -> None:
+        """Add the batch's top-k accuracy of ``logits`` against class indices ``y`` for each configured k."""
+        for k in self.topk or [1]:
+            accuracy = multiclass_accuracy(logits.detach(), y, num_classes=logits.shape[-1], top_k=k,
+                                           average="micro", validate_args=False)
+            self.accumulate(phase, f"top{k}", accuracy, len(y))
+
+    def log_epoch_metrics(self, phase: str) -> None:
+        """Log ``phase``'s epoch means (each read once, synchronised over DDP ranks) and start them anew."""
+        names = {"loss": self.log_key(phase, "loss")}
+        if self.classification:
+            for k in self.topk or [1]:
+                names[f"top{k}"] = self.log_key(phase, "accuracy", f"@{k}" if self.topk else None)
+        for name, key in names.items():
+            metric = self.epoch_means[f"{phase}_{name}"]
+            if metric.update_count:  # none with limit_val_batches=0, say
+                self.log(key, metric.compute(), prog_bar=phase == "val" and name in ("loss", "top1"))
+            metric.reset()
+
+    def shows_steps(self) -> bool:
+        """Whether anyone reads a per-step value: a progress bar or a logger (a sweep's trial has neither)."""
+        return self.trainer.progress_bar_callback is not None or bool(self.trainer.loggers)
+
+    def on_train_epoch_end(self) -> None:
+        self.log_epoch_metrics("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_epoch_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        self.log_epoch_metrics("test")
 
 
 def read_learner_options(learner: Any) -> dict[str, Any]:
