@@ -7,12 +7,21 @@ that finished with errored trials; 2 bad input (one line on stderr: ``<prog>: er
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import sys
-from pathlib import Path
-from typing import Any, Sequence
+import time
+
+# The command's start: the console scripts import this module first, before anything heavy. A sweep's
+# milestones (summary.json "timings") count from here (from the call, when tune_main is called in-process).
+COMMAND_START = time.time()
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import TYPE_CHECKING, Any, Sequence  # noqa: E402
+
+if TYPE_CHECKING:
+    from torchmate_ray.tune.resources import EarlyRay
 
 EXIT_OK, EXIT_TRIALS_ERRORED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -89,27 +98,35 @@ def build_tune_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def tune_main(argv: Sequence[str] | None = None) -> int:
-    """``torchmate-tune SPACE.py [...]``: validate, plan, sweep, report (``torchmate-tune report ...``: report_main)."""
+def tune_main(argv: Sequence[str] | None = None, started_at: float | None = None) -> int:
+    """``torchmate-tune SPACE.py [...]``: validate, plan, sweep, report (``torchmate-tune report ...``: report_main).
+
+    A sweep on this machine starts its Ray at once, in the background (resources.EarlyRay), while this
+    thread imports Lightning, validates the space and builds the shared cache; a refused sweep shuts it
+    down again before the process ends. ``started_at``: the command's start (``time.time()``), from
+    which its milestones count; None: now.
+    """
+    started_at = time.time() if started_at is None else started_at
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["report"]:
         return report_main(argv[1:])
     args = build_tune_parser().parse_args(argv)
+    early_ray = start_local_ray(args)
+    try:
+        return run_tune(args, early_ray, started_at)
+    finally:  # refused or failed: Ray shuts down in its own thread, which the process waits for before it ends
+        if early_ray is not None:
+            early_ray.close(wait=False)
+
+
+def run_tune(args: argparse.Namespace, early_ray: EarlyRay | None, started_at: float) -> int:
+    """tune_main once the command line is read (and Ray started, ``early_ray``): the sweep and its report."""
     from torchmate_ray.lightning.errors import ConfigError
 
     try:
         invocation = read_invocation(args)
-    except ConfigError as err:
-        print(f"torchmate-tune: error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    if not invocation["settings"].get("address"):
-        # Ray 2.60 turns 127.0.0.1 into the machine's reachable IP and listens on every interface; this
-        # switch (meant for single-node macOS/Windows) keeps a local sweep's Ray on the loopback interface.
-        # It must be set before Ray is first imported (the search-space file imports it).
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    from torchmate_ray.tune import report, space, sweep
+        from torchmate_ray.tune import report, space, sweep
 
-    try:
         search_space = space.load_search_space(invocation["space_file"], invocation["overrides"],
                                                invocation["settings"], invocation["max_epochs"])
         if invocation["resources"]:
@@ -126,14 +143,44 @@ def tune_main(argv: Sequence[str] | None = None) -> int:
             save_invocation(path, {**invocation, "settings": {**invocation["settings"], "name": search_space.settings.name},
                                    "resources": plan.resources()})  # as planned: GPU shares included
         print(f"experiment: {path}  (continue it with: torchmate-tune {path} --resume)", flush=True)
+        experiment_line_at = time.time()
         run = sweep.run_sweep(search_space, plan, resume=args.resume, retry_errored=args.retry_errored,
-                              verbose=args.verbose)
+                              verbose=args.verbose, early_ray=early_ray)
     except ConfigError as err:
         print(f"torchmate-tune: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    summary, text = report.finish_sweep(run.experiment_dir, search_space, run.wall_seconds)
+    if early_ray is not None:
+        early_ray.close(wait=False)  # Ray shuts down while the report is written
+    timings = {"experiment_line_s": experiment_line_at, "first_epoch_s": run.first_result_at, "end_s": run.ended_at}
+    summary, text = report.finish_sweep(run.experiment_dir, search_space, run.wall_seconds, {
+        key: None if at is None else round(at - started_at, 2) for key, at in timings.items()})
+    if early_ray is not None:
+        early_ray.close()
     print(text)
     return EXIT_TRIALS_ERRORED if summary["trials"]["errored"] else EXIT_OK
+
+
+def start_local_ray(args: argparse.Namespace) -> EarlyRay | None:
+    """Start the sweep's own Ray in the background (a ``resources.EarlyRay``), or None: a ``--dry-run``, or a
+    sweep on a cluster (``--address``, or an experiment that ran on one), or a file or directory that
+    read_invocation will refuse. Imports Ray, not Lightning."""
+    path = Path(args.space_file)
+    saved = read_saved_invocation(path) if args.resume and path.is_dir() else None
+    settings, resources = (saved or {}).get("settings", {}), (saved or {}).get("resources", {})
+    if args.address or settings.get("address"):
+        return None
+    # Ray 2.60 turns 127.0.0.1 into the machine's reachable IP and listens on every interface; this
+    # switch (meant for single-node macOS/Windows) keeps a local sweep's Ray on the loopback interface.
+    # It must be set before Ray is first imported (here, or by the search-space file).
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    if args.dry_run or not (path.is_file() or saved):
+        return None
+    from torchmate_ray.tune.resources import EarlyRay, LocalRay
+
+    # the trials as the command line (or the experiment) says; the sweep restarts Ray if its file says otherwise
+    workers = args.workers or resources.get("workers") or 1
+    cpus = args.cpus_per_worker if args.cpus_per_worker is not None else resources.get("cpus_per_worker", 1)
+    return EarlyRay(LocalRay.for_trials(workers, cpus))
 
 
 INVOCATION_FILE = "torchmate_sweep.json"
@@ -156,13 +203,19 @@ def read_invocation(args: argparse.Namespace) -> dict[str, Any]:
     if not args.resume:
         raise ConfigError(args.space_file, "is an experiment directory; add --resume to continue it")
     directory = Path(args.space_file).resolve()
-    if not (directory / INVOCATION_FILE).is_file():
+    saved = read_saved_invocation(directory)
+    if saved is None:
         raise ConfigError(str(directory), f"is not a torchmate-tune experiment (no {INVOCATION_FILE}); give the "
                           f"search-space file with --storage-path and --name instead")
-    saved = json.loads((directory / INVOCATION_FILE).read_text())
     saved["settings"] = {**saved["settings"], "storage_path": str(directory.parent), "name": directory.name,
                          **({"address": args.address} if args.address else {})}
     return saved
+
+
+def read_saved_invocation(directory: Path) -> dict[str, Any] | None:
+    """What started the experiment in ``directory`` (``save_invocation``), or None if it holds none."""
+    path = directory / INVOCATION_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def save_invocation(directory: Path, invocation: dict[str, Any]) -> None:
@@ -205,4 +258,4 @@ def report_main(argv: Sequence[str]) -> int:
 
 
 def tune_entry() -> None:
-    sys.exit(tune_main())
+    sys.exit(tune_main(started_at=COMMAND_START))

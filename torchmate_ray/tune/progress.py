@@ -66,6 +66,9 @@ class SweepProgress(Callback):
     run (elapsed time / trials ended). ASHA's early stops and the trials running now are in that pace;
     it is unknown until the first trial ends.
 
+    ``first_result_at`` is when this run's first result (a trial's first epoch) reached the driver, as
+    ``time.time()``: one of the milestones of the command (cli.py); None until then.
+
     Args:
         metric, mode: the sweep's metric and ``"max"`` or ``"min"``.
         num_trials, max_epochs: the sweep's size; the epoch budget is their product.
@@ -95,12 +98,17 @@ class SweepProgress(Callback):
         self._last_event = ""
         self._shown: list[str] = []  # the table on screen
         self._last_draw = -math.inf
+        self.first_result_at: float | None = None
 
     # --- Ray Tune hooks -----------------------------------------------------------------------
     def setup(self, **info: Any) -> None:
         self._reset()
         if self.tty is None:
             self.tty = _is_terminal(self._out())
+
+    def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict, **info: Any) -> None:
+        if self.first_result_at is None:
+            self.first_result_at = time.time()  # wall clock, as the command's start (not self.clock)
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._trial_ended(trials, trial, "finished" if self.epochs_of(trial) >= self.max_epochs else "stopped")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import sys
@@ -21,8 +20,9 @@ from torchmate_ray.lightning.build import call_checked
 from torchmate_ray.lightning.configure import configure_data
 from torchmate_ray.lightning.errors import ConfigError
 from torchmate_ray.lightning.files import module_name
-from torchmate_ray.tune.progress import build_progress, quiet_ray_output
-from torchmate_ray.tune.resources import ResourcePlan, cluster_nodes, local_nodes, plan_resources
+from torchmate_ray.tune.progress import SweepProgress, build_progress, quiet_ray_output
+from torchmate_ray.tune.resources import (EarlyRay, LocalRay, ResourcePlan, cluster_nodes, connect_ray, local_nodes,
+                                          plan_resources)
 from torchmate_ray.tune.space import SearchSpace, find_domains, sample_configs
 from torchmate_ray.tune.trial import EPOCHS, TrialLayout, train_trial
 
@@ -39,6 +39,8 @@ class SweepRun:
     experiment_dir: Path
     plan: ResourcePlan
     wall_seconds: float
+    first_result_at: float | None = None  # time.time() when the first trial's first epoch was reported (None: --verbose)
+    ended_at: float = 0.0                 # time.time() when the last trial ended
 
 
 def experiment_dir(space: SearchSpace) -> Path:
@@ -52,7 +54,7 @@ def default_name(space: SearchSpace) -> str:
 def plan_sweep(space: SearchSpace) -> ResourcePlan:
     """The resource plan against this machine (local) or the cluster at ``address`` (connects to it)."""
     if space.settings.address:
-        connect_ray(space.settings.address, state_api=True)
+        connect_ray(space.settings.address)
         return plan_resources(space.settings, cluster_nodes(), space.num_trials)
     return plan_resources(space.settings, local_nodes(), space.num_trials)
 
@@ -68,13 +70,14 @@ def check_experiment_dir(space: SearchSpace, resume: bool) -> Path:
 
 
 def run_sweep(space: SearchSpace, plan: ResourcePlan, resume: bool = False, retry_errored: bool = False,
-              verbose: bool = False) -> SweepRun:
+              verbose: bool = False, early_ray: EarlyRay | None = None) -> SweepRun:
     """Run (or resume) the sweep of ``space`` under ``plan`` and return its results.
 
     Resuming keeps finished trials as they are and continues interrupted ones from their last
     checkpoint; errored ones continue from theirs only with ``retry_errored``. The config must
     already be validated (``validate_space``): nothing here checks names. Progress shows as a compact
-    table (progress.py), or with ``verbose`` as Ray Tune's own output.
+    table (progress.py), or with ``verbose`` as Ray Tune's own output. ``early_ray``: the local Ray the
+    command started before it knew the plan (used if it fits the plan).
     """
     path = check_experiment_dir(space, resume)
     trial_config = prepare_trial_config(space)
@@ -83,15 +86,20 @@ def run_sweep(space: SearchSpace, plan: ResourcePlan, resume: bool = False, retr
     data = configure_data(sample_configs(trial_config)[0])
     data.prepare_data()  # download once, here, not in every trial
     cache = build_shared_cache(data, trial_config)
-    connect_ray(space.settings.address, state_api=plan.workers > 1)
+    local_ray = LocalRay.for_trials(plan.workers, plan.cpus_per_worker)
+    if early_ray is not None:
+        early_ray.use(local_ray)
+    connect_ray(space.settings.address, local_ray)
     if space.settings.address:
         check_storage_shared(path)
     ray.cloudpickle.register_pickle_by_value(_space_module(space))  # classes defined in the file reach the trials
     shared_cache = cache and ray.put(cache)
     del data, cache  # the object store holds the cache now
     s = space.settings
-    layout = TrialLayout(plan.workers, plan.cpus_per_worker, plan.gpus_per_worker, s.max_failures,
-                         s.checkpoints_to_keep, str(path), str(path / "train_runs"), shared_cache)
+    layout = TrialLayout(workers=plan.workers, cpus_per_worker=plan.cpus_per_worker,
+                         gpus_per_worker=plan.gpus_per_worker, max_failures=s.max_failures,
+                         checkpoints_to_keep=s.checkpoints_to_keep, experiment_dir=str(path),
+                         train_storage=str(path / "train_runs"), data_cache=shared_cache)
     trainable = tune.with_resources(tune.with_parameters(train_trial, layout=layout), plan.bundle)
     if resume:
         tuner = tune.Tuner.restore(str(path), trainable, param_space=trial_config, resume_unfinished=True,
@@ -102,7 +110,9 @@ def run_sweep(space: SearchSpace, plan: ResourcePlan, resume: bool = False, retr
     started = time.monotonic()
     with quiet_ray_output(verbose):
         results = tuner.fit()
-    return SweepRun(results, path, plan, time.monotonic() - started)
+    progress = next((c for c in run_config.callbacks if isinstance(c, SweepProgress)), None)
+    return SweepRun(results, path, plan, time.monotonic() - started,
+                    first_result_at=progress.first_result_at if progress else None, ended_at=time.time())
 
 
 def restore_run_output(tuner: tune.Tuner, run_config: RunConfig) -> None:
@@ -127,27 +137,6 @@ def build_shared_cache(data: Any, config: Mapping[str, Any]) -> dict[str, tuple[
         for phase in phases:
             data.get_cached_dataset(phase)
     return {phase: (x.numpy(), y.numpy()) for phase, (x, y) in data.cached_tensors.items()}
-
-
-def connect_ray(address: str | None, state_api: bool = False) -> None:
-    """Join the cluster at ``address``, or start a local Ray (on loopback, see cli.py).
-
-    The local Ray has no dashboard, unless ``state_api``: Ray Train's PlacementGroupCleaner asks the
-    dashboard's state API whether a run's controller is still alive, and without it never frees the
-    workers' placement group of a trial that ASHA stopped, so the next multi-worker trial waits forever
-    (ray#54305, seen on this project's machines). The dashboard then listens on 127.0.0.1 only.
-    """
-    if ray.is_initialized():
-        return
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")  # state snapshots: a resume repeats at most ~2 s
-    quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
-    if address:
-        ray.init(address=address, **quiet)
-    else:  # "local": a Ray of our own, even when a `ray start` cluster runs on this machine
-        # Ray warns that it turned token authentication on (its default): noise for a Ray of our own on loopback
-        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
-        ray.init(address="local", include_dashboard=state_api, dashboard_host="127.0.0.1", **quiet)
 
 
 def check_storage_shared(path: Path) -> None:

@@ -1,0 +1,172 @@
+"""Fixed costs overlapped: a local sweep starts its Ray (with warm trial processes) while the driver imports and
+validates; a refused sweep shuts that Ray down and leaves nothing behind; the command's milestones are recorded."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from torchmate_ray.cli import build_tune_parser, start_local_ray
+from torchmate_ray.tune.progress import SweepProgress
+from torchmate_ray.tune.report import format_timings
+from torchmate_ray.tune.resources import LocalRay
+
+TUNE = str(Path(sys.executable).parent / "torchmate-tune")
+
+# The tiny config (conftest.py) with two trials of two short epochs; each trial writes the number of torch threads
+# its process uses, and the search-space file may set the trials' CPUs.
+SPACE = '''
+import copy, sys
+sys.path.insert(0, {tests!r})
+import lightning.pytorch as pl
+import torch
+from conftest import TINY_CONFIG
+from ray import tune
+
+class RecordThreads(pl.Callback):
+    def __init__(self, path):
+        self.path = path
+    def on_train_start(self, trainer, pl_module):
+        with open(self.path, "a") as handle:
+            handle.write(f"{{torch.get_num_threads()}}\\n")
+
+config = copy.deepcopy(TINY_CONFIG)
+config["dataset"]["kwargs"]["root"] = {root!r}
+config["training"] = {{"max_epochs": 2, "limit_train_batches": 4, "limit_val_batches": 2,
+                       "callbacks": [{{"name": RecordThreads, "cfg": {{"path": {threads!r}}}}}]}}
+config["optimizer"]["cfg"]["lr"] = tune.grid_search([1e-2, 3e-3])
+config["optimizer"]["name"] = {optimizer!r}
+sweep = {{"metric": "val/accuracy", "mode": "max", "num_samples": 1, "scheduler": "fifo",
+          "resources": {{"cpus_per_worker": {cpus}}}}}
+'''
+
+
+def write_space(tmp_path: Path, cpus: float = 1, optimizer: str = "Adam") -> Path:
+    path = tmp_path / "space.py"
+    path.write_text(SPACE.format(tests=str(Path(__file__).parent), root=str(tmp_path / "data"),
+                                 threads=str(tmp_path / "threads.txt"), optimizer=optimizer, cpus=cpus))
+    return path
+
+
+# --- what the local Ray is started with ----------------------------------------------------------------
+LOCAL_RAYS = [
+    ("one-worker", (1, 1), LocalRay(state_api=False, threads=1)),
+    ("a-share-of-a-cpu", (1, 0.5), LocalRay(state_api=False, threads=1)),
+    ("two-cpus", (1, 2), LocalRay(state_api=False, threads=2)),
+    ("cpus-not-whole", (1, 2.5), LocalRay(state_api=False, threads=2)),
+    ("multi-worker-needs-the-state-api", (2, 1), LocalRay(state_api=True, threads=1)),
+]
+
+
+@pytest.mark.parametrize("trials, expected", [r[1:] for r in LOCAL_RAYS], ids=[r[0] for r in LOCAL_RAYS])
+def test_local_ray_is_started_as_the_trials_need(trials, expected):
+    assert LocalRay.for_trials(*trials) == expected
+
+
+NO_EARLY_RAY = [
+    ("dry-run", ["{space}", "--dry-run"]),
+    ("cluster", ["{space}", "--address", "127.0.0.1:6379"]),
+    ("missing-file", ["{tmp}/nope.py"]),
+    ("directory-without-resume", ["{tmp}"]),
+    ("directory-that-is-no-experiment", ["{tmp}", "--resume"]),
+]
+
+
+@pytest.mark.parametrize("argv", [r[1] for r in NO_EARLY_RAY], ids=[r[0] for r in NO_EARLY_RAY])
+def test_no_ray_is_started_early_for_what_needs_none(tmp_path, argv):
+    import ray
+
+    args = build_tune_parser().parse_args([a.format(space=write_space(tmp_path), tmp=tmp_path) for a in argv])
+    assert start_local_ray(args) is None
+    assert not ray.is_initialized()
+
+
+def test_the_first_result_is_noted_once():
+    progress = SweepProgress("val/acc", "max", 2, 3, [], tty=False)
+    progress.setup()
+    assert progress.first_result_at is None
+    before = time.time()
+    progress.on_trial_result(0, [], None, {"val/acc": 0.5})
+    first = progress.first_result_at
+    progress.on_trial_result(1, [], None, {"val/acc": 0.6})
+    assert before <= first <= time.time() and progress.first_result_at == first
+
+
+TIMINGS_TEXT = [
+    ("all", {"experiment_line_s": 6.04, "first_epoch_s": 14.25, "end_s": 80.3},
+     "since the command started: experiment line 6.0 s, first epoch reported 14.2 s, sweep ended 80.3 s"),
+    ("verbose-has-no-first-epoch", {"experiment_line_s": 6.0, "first_epoch_s": None, "end_s": 80.0},
+     "since the command started: experiment line 6.0 s, sweep ended 80.0 s"),
+]
+
+
+@pytest.mark.parametrize("timings, text", [t[1:] for t in TIMINGS_TEXT], ids=[t[0] for t in TIMINGS_TEXT])
+def test_timings_are_printed_in_one_line(timings, text):
+    assert format_timings(timings) == text
+
+
+# --- real commands -------------------------------------------------------------------------------------
+def ray_processes_seen(process: subprocess.Popen) -> dict[int, str]:
+    """Every process that ``process`` started (and they started), by pid, polled until it ends."""
+    import psutil
+
+    seen: dict[int, str] = {}
+    parent = psutil.Process(process.pid)
+    while process.poll() is None:
+        try:
+            for child in parent.children(recursive=True):
+                seen.setdefault(child.pid, child.name())
+        except psutil.Error:
+            pass
+        time.sleep(0.02)
+    return seen
+
+
+def still_alive(pids: dict[int, str], grace_s: float = 5.0) -> list[str]:
+    import psutil
+
+    deadline = time.monotonic() + grace_s
+    while True:
+        alive = [f"{pid} {name}" for pid, name in pids.items()
+                 if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_a_refusal_after_ray_started_early_leaves_no_ray_process(tmp_path):
+    space = write_space(tmp_path, optimizer="Adamm")
+    process = subprocess.Popen([TUNE, str(space), "--storage-path", str(tmp_path / "results"), "--name", "exp"],
+                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = ray_processes_seen(process)
+    out, err = process.communicate()
+    assert process.returncode == 2, err[-3000:]
+    assert err.splitlines() == ["torchmate-tune: error: optimizer.name: unknown optimizer 'Adamm' in torch.optim; "
+                                "did you mean 'Adam'?"]
+    assert {"gcs_server", "raylet"} <= set(seen.values())  # Ray had started early: the refusal came after
+    assert still_alive(seen, grace_s=0) == []  # (the command ended once they had: no grace needed)
+    assert not (tmp_path / "results" / "exp").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cpus, threads", [(1, 1), (2, 2)], ids=["as-the-command-line-says", "as-the-file-says"])
+def test_milestones_are_recorded_and_warm_trials_use_their_cpus(tmp_path, cpus, threads):
+    """The file's CPUs per trial (2) are not the command line's (1): Ray is started again to fit them."""
+    import os
+
+    if cpus > (os.cpu_count() or 1):
+        pytest.skip(f"needs {cpus} CPUs")
+    result = subprocess.run([TUNE, str(write_space(tmp_path, cpus=cpus)), "--storage-path", str(tmp_path / "results"),
+                             "--name", "exp"], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    timings = json.loads((tmp_path / "results" / "exp" / "summary.json").read_text())["timings"]
+    assert list(timings) == ["experiment_line_s", "first_epoch_s", "end_s"]
+    assert 0 < timings["experiment_line_s"] < timings["first_epoch_s"] < timings["end_s"]
+    assert format_timings(timings) in result.stdout.splitlines()
+    assert (tmp_path / "threads.txt").read_text().split() == [str(threads)] * 2
