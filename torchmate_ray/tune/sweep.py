@@ -99,6 +99,8 @@ def run_sweep(space: SearchSpace, plan: ResourcePlan, resume: bool = False, retr
     layout = TrialLayout(workers=plan.workers, cpus_per_worker=plan.cpus_per_worker,
                          gpus_per_worker=plan.gpus_per_worker, max_failures=s.max_failures,
                          checkpoints_to_keep=s.checkpoints_to_keep, experiment_dir=str(path),
+                         # PBT's exploit hands one trial's checkpoint to another: only through Tune's checkpoints
+                         tune_checkpoints=scheduler_name(space) == "pbt",
                          train_storage=str(path / "train_runs"), data_cache=shared_cache)
     trainable = tune.with_resources(tune.with_parameters(train_trial, layout=layout), plan.bundle)
     if resume:
@@ -200,7 +202,7 @@ def build_scheduler(space: SearchSpace) -> Any:
                                      PopulationBasedTraining)
 
     spec = space.settings.scheduler
-    name, cfg = (spec["name"], dict(spec.get("cfg") or {})) if isinstance(spec, Mapping) else (spec, {})
+    name, cfg = scheduler_name(space), dict(spec.get("cfg") or {}) if isinstance(spec, Mapping) else {}
     max_t = space.max_epochs
     defaults: dict[str, tuple[Any, dict[str, Any]]] = {
         "asha": (ASHAScheduler, {"time_attr": TIME_ATTR, "max_t": max_t, "grace_period": 1, "reduction_factor": 3}),
@@ -213,6 +215,12 @@ def build_scheduler(space: SearchSpace) -> Any:
     if name == "pbt" and "hyperparam_mutations" not in cfg:
         kwargs["hyperparam_mutations"] = pbt_mutations(space.config)
     return call_checked(target, (), {**kwargs, **cfg}, "sweep.scheduler.cfg")
+
+
+def scheduler_name(space: SearchSpace) -> str:
+    """``sweep.scheduler``'s name (it is a name or ``{"name", "cfg"}``)."""
+    spec = space.settings.scheduler
+    return spec["name"] if isinstance(spec, Mapping) else spec
 
 
 def pbt_mutations(config: Mapping[str, Any]) -> dict[str, Any]:
