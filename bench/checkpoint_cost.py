@@ -62,10 +62,11 @@ class TimedCheckpoint(Checkpoint):
         target = self.storage / f"checkpoint_{epochs:06d}"
         if self.way == "tune":
             with tempfile.TemporaryDirectory() as directory:
-                trainer.save_checkpoint(os.path.join(directory, CHECKPOINT_FILE))
+                trainer.save_checkpoint(os.path.join(directory, CHECKPOINT_FILE), weights_only=False)
                 shutil.copytree(directory, target)
         elif self.way == "background":
-            trainer.save_checkpoint(target / CHECKPOINT_FILE, storage_options={"epochs": epochs, "metrics": {}})
+            record = {"epochs": epochs, "metrics": {}}
+            trainer.save_checkpoint(target / CHECKPOINT_FILE, weights_only=False, storage_options=record)
         self.saving.append(time.perf_counter() - started)
         self.epochs.append(time.perf_counter() - self.epoch_started)
 

@@ -121,11 +121,12 @@ class EpochReport(Checkpoint):
         record = {EPOCHS: epochs, "metrics": metrics}
         if self.trial_dir is None:
             with tempfile.TemporaryDirectory() as directory:
-                trainer.save_checkpoint(os.path.join(directory, CHECKPOINT_FILE))
+                trainer.save_checkpoint(os.path.join(directory, CHECKPOINT_FILE), weights_only=False)
                 write_json(Path(directory, PROGRESS_FILE), record)
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
             return
-        trainer.save_checkpoint(self.trial_dir / f"checkpoint_{epochs:06d}" / CHECKPOINT_FILE, storage_options=record)
+        trainer.save_checkpoint(self.trial_dir / f"checkpoint_{epochs:06d}" / CHECKPOINT_FILE, weights_only=False,
+                                storage_options=record)
         tune.report(metrics)
 
 
