@@ -139,16 +139,27 @@ def still_alive(pids: dict[int, str], grace_s: float = 5.0) -> list[str]:
         time.sleep(0.1)
 
 
+REFUSALS = [
+    ("while-validating", "Adamm", "", "optimizer.name: unknown optimizer 'Adamm' in torch.optim; did you mean 'Adam'?"),
+    ("after-the-experiment-line", "Adam",
+     'config["dataset"]["cache"] = "memory"\nconfig["dataset"]["transforms"] = {"pre": [{"name": "RandomHorizontalFlip"}]}\n',
+     "dataset.cache: the train split's X is of type Image after its deterministic transforms, not a tensor; add "
+     "ToTensor to dataset.transforms.pre, or set dataset.cache to 'none'"),
+]
+
+
 @pytest.mark.slow
-def test_a_refusal_after_ray_started_early_leaves_no_ray_process(tmp_path):
-    space = write_space(tmp_path, optimizer="Adamm")
+@pytest.mark.parametrize("optimizer, extra, expected", [r[1:] for r in REFUSALS], ids=[r[0] for r in REFUSALS])
+def test_a_refusal_after_ray_started_early_leaves_no_ray_process(tmp_path, optimizer, extra, expected):
+    space = write_space(tmp_path, optimizer=optimizer)
+    space.write_text(space.read_text() + extra)
     process = subprocess.Popen([TUNE, str(space), "--storage-path", str(tmp_path / "results"), "--name", "exp"],
                                cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen = ray_processes_seen(process)
     out, err = process.communicate()
     assert process.returncode == 2, err[-3000:]
-    assert err.splitlines() == ["torchmate-tune: error: optimizer.name: unknown optimizer 'Adamm' in torch.optim; "
-                                "did you mean 'Adam'?"]
+    # (after the experiment line, the data layer has said it uses the offline MNIST sample)
+    assert err.splitlines()[-1:] == ["torchmate-tune: error: " + expected] and "Traceback" not in err
     assert {"gcs_server", "raylet"} <= set(seen.values())  # Ray had started early: the refusal came after
     assert still_alive(seen, grace_s=0) == []  # (the command ended once they had: no grace needed)
     assert not (tmp_path / "results" / "exp").exists()

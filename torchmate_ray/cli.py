@@ -16,6 +16,7 @@ COMMAND_START = time.time()
 import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
+import shutil  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import TYPE_CHECKING, Any, Sequence  # noqa: E402
@@ -123,6 +124,7 @@ def run_tune(args: argparse.Namespace, early_ray: EarlyRay | None, started_at: f
     """tune_main once the command line is read (and Ray started, ``early_ray``): the sweep and its report."""
     from torchmate_ray.lightning.errors import ConfigError
 
+    created: Path | None = None  # the experiment directory, once this run made it
     try:
         invocation = read_invocation(args)
         from torchmate_ray.tune import report, space, sweep
@@ -140,6 +142,7 @@ def run_tune(args: argparse.Namespace, early_ray: EarlyRay | None, started_at: f
             return EXIT_OK
         path = sweep.check_experiment_dir(search_space, args.resume)
         if not args.resume:
+            created = None if path.exists() else path
             save_invocation(path, {**invocation, "settings": {**invocation["settings"], "name": search_space.settings.name},
                                    "resources": plan.resources()})  # as planned: GPU shares included
         print(f"experiment: {path}  (continue it with: torchmate-tune {path} --resume)", flush=True)
@@ -147,6 +150,8 @@ def run_tune(args: argparse.Namespace, early_ray: EarlyRay | None, started_at: f
         run = sweep.run_sweep(search_space, plan, resume=args.resume, retry_errored=args.retry_errored,
                               verbose=args.verbose, early_ray=early_ray)
     except ConfigError as err:
+        if created is not None:  # refused before any trial ran (e.g. data that cannot be cached): no experiment
+            shutil.rmtree(created, ignore_errors=True)
         print(f"torchmate-tune: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if early_ray is not None:
