@@ -2,7 +2,8 @@
 
 Two jobs, each the same work as a torchmate-tune run (bench/main_job.py runs both sides):
 
-``main``: the very same sweep as ``torchmate-tune search_spaces/lenet.py --num-samples 50``: Adam or SGD
+``main``: the very same sweep as ``torchmate-tune bench/lenet_seeded.py --num-samples 50`` (lenet.py's config
+as the param space, random search with the same seed, so both train the same configs): Adam or SGD
 (Nesterov, momentum 0.9), each with its own log-uniform learning rate and weight decay, train batch 32, 64
 or 128 (val 256), StepLR(2, 0.5), 9 epochs, seed 1234, ASHA on val/accuracy (grace 1, reduction 3, rungs
 in epochs). A LightningModule (LeNet5BNMaxPool) trained in a Tune function trainable, the data normalized
@@ -40,6 +41,7 @@ import torch  # noqa: E402
 from ray import tune  # noqa: E402
 from ray.tune.integration.pytorch_lightning import TuneReportCheckpointCallback  # noqa: E402
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler  # noqa: E402
+from ray.tune.search import BasicVariantGenerator  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 from torch.utils.data import random_split  # noqa: E402
 
@@ -52,18 +54,19 @@ METRIC = "val/accuracy"
 PACKED_LRS = [round(1e-4 * 10 ** (i / 3.5), 6) for i in range(8)]  # 1e-4 to 1e-2, log-spaced
 PACKED_EPOCHS, PACKED_BATCH = 3, 512
 
-# search_spaces/lenet.py's space, written as Tune domains by hand
-MAIN_SPACE = {
-    "optimizer": tune.choice([
-        {"name": "Adam", "lr": tune.loguniform(3e-4, 1e-2), "weight_decay": tune.loguniform(1e-6, 1e-3)},
-        {"name": "SGD", "lr": tune.loguniform(3e-3, 2e-1), "weight_decay": tune.loguniform(1e-6, 1e-3)},
-    ]),
-    "batch_size": tune.choice([32, 64, 128]),
-}
+# search_spaces/lenet.py's very config as the param space (its domains: the optimizer, its learning rate and
+# weight decay, the train batch size), searched with bench/lenet_seeded.py's seed: both sides train the same
+# 50 configs, and the trainable reads from the sampled config only what it needs
+from lenet_seeded import SEARCH_SEED, config as MAIN_SPACE  # noqa: E402  (bench/ is this script's directory)
 
 
 class Batches:
-    """Batches of ``(x, y)`` tensors drawn by index (shuffled each pass if ``shuffle``), on their device."""
+    """Batches of ``(x, y)`` tensors drawn by index, on their device: a plain iterable, no DataLoader.
+
+    It draws from the global generator what a DataLoader over a ``TensorDataset`` draws (a base seed per pass,
+    and with ``shuffle`` a ``RandomSampler``'s seed for the pass's permutation), so that with the same seed
+    the expert's trials see the batches torchmate-tune's see, train alike, and ASHA judges both alike.
+    """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool):
         self.x, self.y, self.batch_size, self.shuffle = x, y, batch_size, shuffle
@@ -73,10 +76,13 @@ class Batches:
 
     def __iter__(self):
         count, size = len(self.y), self.batch_size
+        torch.empty((), dtype=torch.int64).random_()  # the DataLoader iterator's base seed
         if not self.shuffle:  # slices: views, no copy
             yield from ((self.x[i:i + size], self.y[i:i + size]) for i in range(0, count, size))
             return
-        order = torch.randperm(count, device=self.y.device)
+        generator = torch.Generator()
+        generator.manual_seed(int(torch.empty((), dtype=torch.int64).random_().item()))
+        order = torch.randperm(count, generator=generator).to(self.y.device)
         for start in range(0, count, size):
             index = order[start:start + size]
             yield self.x[index], self.y[index]
@@ -103,12 +109,12 @@ class LitLeNet(pl.LightningModule):
         self.log(METRIC, (logits.argmax(1) == y).float().mean())
 
     def configure_optimizers(self):
-        spec = self.optimizer
-        if spec["name"] == "Adam":
-            optimizer = torch.optim.Adam(self.parameters(), lr=spec["lr"], weight_decay=spec["weight_decay"])
+        name, cfg = self.optimizer["name"], self.optimizer["cfg"]
+        if name == "Adam":
+            optimizer = torch.optim.Adam(self.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
         else:
-            optimizer = torch.optim.SGD(self.parameters(), lr=spec["lr"], momentum=0.9, nesterov=True,
-                                        weight_decay=spec["weight_decay"])
+            optimizer = torch.optim.SGD(self.parameters(), lr=cfg["lr"], momentum=0.9, nesterov=True,
+                                        weight_decay=cfg["weight_decay"])
         return [optimizer], [torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.5)]
 
 
@@ -135,7 +141,7 @@ def train_main(config: dict, images: torch.Tensor, targets: torch.Tensor, max_ep
     trainer = pl.Trainer(max_epochs=max_epochs, accelerator="auto", devices=1, logger=False,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                          num_sanity_val_steps=0, callbacks=[report])
-    train = Batches(x, y, train_batch or config["batch_size"], shuffle=True)
+    train = Batches(x, y, train_batch or config["dataloaders"]["train"]["batch_size"], shuffle=True)
     trainer.fit(LitLeNet(config["optimizer"]), train, Batches(val_x, val_y, VAL_BATCH, shuffle=False))
 
 
@@ -190,7 +196,7 @@ def build_tuner(args: argparse.Namespace, storage: str) -> tune.Tuner:
     scheduler = ASHAScheduler(time_attr="training_iteration", max_t=args.max_epochs, grace_period=1,
                               reduction_factor=3)
     tune_config = tune.TuneConfig(metric=METRIC, mode="max", scheduler=scheduler, num_samples=args.num_samples,
-                                  reuse_actors=True)
+                                  search_alg=BasicVariantGenerator(random_state=SEARCH_SEED), reuse_actors=True)
     return tune.Tuner(tune.with_resources(trainable, resources()), param_space=MAIN_SPACE,
                       run_config=run_config, tune_config=tune_config)
 
@@ -211,8 +217,10 @@ def main() -> None:
         results = build_tuner(args, args.storage_path or scratch).fit()
     scores = [r.metrics.get(METRIC) for r in results if r.metrics and r.metrics.get(METRIC) is not None]
     best = max(scores) if scores else float("nan")
+    epochs = sum(int(r.metrics.get("training_iteration", 0)) for r in results if r.metrics)
     print(f"expert {args.job}: wall {time.monotonic() - STARTED:.1f} s (imports {IMPORTED - STARTED:.1f} s), "
-          f"best {METRIC} {best:.4f}, {len(results)} trials, {len(results.errors)} errored", flush=True)
+          f"best {METRIC} {best:.4f}, {len(results)} trials, {len(results.errors)} errored, {epochs} epochs",
+          flush=True)
 
 
 if __name__ == "__main__":

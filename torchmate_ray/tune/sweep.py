@@ -14,6 +14,7 @@ from typing import Any
 import ray
 from ray import tune
 from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
+from ray.tune.search import BasicVariantGenerator
 from ray.tune.search.sample import Categorical, Function
 
 from torchmate_ray.lightning.build import call_checked
@@ -176,9 +177,12 @@ def _write_probe(directory: str, name: str) -> str | None:
 
 def build_tune_config(space: SearchSpace, plan: ResourcePlan) -> TuneConfig:
     s = space.settings
+    searcher = build_searcher(space, plan.max_concurrent)
     return TuneConfig(metric=s.metric, mode=s.mode, num_samples=s.num_samples,
-                      scheduler=build_scheduler(space), search_alg=build_searcher(space),
-                      max_concurrent_trials=plan.max_concurrent,
+                      scheduler=build_scheduler(space), search_alg=searcher,
+                      # Tune applies it to a Searcher (Optuna); random search takes it itself
+                      max_concurrent_trials=(None if isinstance(searcher, BasicVariantGenerator)
+                                             else plan.max_concurrent),
                       # Warm actors save a process start per trial; a multi-worker trial's driver is still
                       # inside TorchTrainer.fit when Tune tries to reset it, and that reset hangs the sweep.
                       reuse_actors=plan.workers == 1,
@@ -240,12 +244,14 @@ def pbt_mutations(config: Mapping[str, Any]) -> dict[str, Any]:
     return mutations
 
 
-def build_searcher(space: SearchSpace) -> Any:
-    """None (Tune's random/grid search) or Optuna's TPE through Ray's OptunaSearch."""
+def build_searcher(space: SearchSpace, max_concurrent: int | None = None) -> Any:
+    """Tune's random and grid search (``BasicVariantGenerator``; ``cfg: {"random_state": 7}`` draws the same
+    configs every time) or Optuna's TPE through Ray's OptunaSearch."""
     spec = space.settings.search_alg
     name, cfg = (spec["name"], dict(spec.get("cfg") or {})) if isinstance(spec, Mapping) else (spec, {})
     if name == "random":
-        return None
+        return call_checked(BasicVariantGenerator, (), {"max_concurrent": max_concurrent or 0, **cfg},
+                            "sweep.search_alg.cfg")
     check_optuna_space(space.config)
     from ray.tune.search.optuna import OptunaSearch
 
