@@ -163,6 +163,34 @@ def test_scheduler_settings_are_checked(space_file):
         build_scheduler(space)
 
 
+def _drawn_configs(searcher, config, count=3):
+    searcher.add_configurations({"e": {"run": lambda config: None, "config": config, "num_samples": count}})
+    return [searcher.next_trial().config for _ in range(count)]
+
+
+@pytest.mark.parametrize("seeds, same", [((7, 7), True), ((7, 8), False)], ids=["same-seed", "other-seed"])
+def test_random_search_with_a_random_state_draws_the_same_configs(space_file, seeds, same):
+    from torchmate_ray.tune.sweep import build_searcher
+
+    drawn = []
+    for seed in seeds:
+        space = load_search_space(space_file, settings={"search_alg": {"name": "random", "cfg": {"random_state": seed}}})
+        searcher = build_searcher(space, max_concurrent=3)
+        assert searcher.max_concurrent == 3  # random search takes the sweep's concurrency itself
+        drawn.append(_drawn_configs(searcher, space.config))
+    assert (drawn[0] == drawn[1]) == same
+
+
+def test_random_search_settings_are_checked(space_file):
+    from torchmate_ray.lightning import ConfigError
+    from torchmate_ray.tune.sweep import build_searcher
+
+    space = load_search_space(space_file, settings={"search_alg": {"name": "random", "cfg": {"random_sate": 1}}})
+    with pytest.raises(ConfigError, match=r"^sweep\.search_alg\.cfg\.random_sate: unexpected argument 'random_sate' "
+                                          r"for BasicVariantGenerator; did you mean 'random_state'\?$"):
+        build_searcher(space)
+
+
 @pytest.fixture(scope="module")
 def finished_sweep(tmp_path_factory):
     """One real sweep: 3 grid trials x 2 epochs on 2 CPUs, one of them with a model that raises."""
