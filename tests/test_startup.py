@@ -112,17 +112,24 @@ def test_timings_are_printed_in_one_line(timings, text):
 
 # --- real commands -------------------------------------------------------------------------------------
 def ray_processes_seen(process: subprocess.Popen) -> dict[int, str]:
-    """Every process that ``process`` started (and they started), by pid, polled until it ends."""
+    """Every process that ``process`` started (and they started), by pid, polled until it ends.
+
+    Each poll reads the whole process table at once (``process_iter`` skips processes that end while it
+    reads), so that one short-lived process cannot make a poll miss the others."""
     import psutil
 
     seen: dict[int, str] = {}
-    parent = psutil.Process(process.pid)
     while process.poll() is None:
-        try:
-            for child in parent.children(recursive=True):
-                seen.setdefault(child.pid, child.name())
-        except psutil.Error:
-            pass
+        table = [p.info for p in psutil.process_iter(["pid", "ppid", "name"])]
+        family = {process.pid}
+        while True:
+            more = {row["pid"] for row in table if row["ppid"] in family} - family
+            if not more:
+                break
+            family |= more
+        for row in table:
+            if row["pid"] in family and row["pid"] != process.pid:
+                seen.setdefault(row["pid"], row["name"])
         time.sleep(0.02)
     return seen
 
