@@ -92,8 +92,9 @@ def cluster(tmp_path):
     """A head and two worker nodes, 1 CPU each, all on this machine; stopped afterwards."""
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay under 108 bytes
     try:
-        ray_start("--head", f"--node-ip-address={HEAD}", f"--port={PORT}", "--include-dashboard=true", "--dashboard-port=8275",
-                  "--dashboard-host=127.0.0.1", f"--temp-dir={temp}")
+        # the dashboard on a port of its own: a local sweep's Ray (an in-process test's, shutting down) may hold 8265
+        ray_start("--head", f"--node-ip-address={HEAD}", f"--port={PORT}", "--include-dashboard=true",
+                  "--dashboard-port=8275", "--dashboard-host=127.0.0.1", f"--temp-dir={temp}")
         for ip in WORKERS:
             ray_start(f"--address={HEAD}:{PORT}", f"--node-ip-address={ip}")
         yield f"{HEAD}:{PORT}"
