@@ -19,10 +19,8 @@ and after it and the faster is kept. Prints the trial against the limit (want <=
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import time
-import warnings
 
 os.environ.setdefault("TORCHMATE_OFFLINE", "1")
 
@@ -35,6 +33,7 @@ from torchmate_ray.lightning.configure import configure_all  # noqa: E402
 from torchmate_ray.tune.trial import TRIAL_TRAINER_DEFAULTS  # noqa: E402
 
 import lenet_shaped  # noqa: E402  (bench/ is this script's directory)
+from first_epoch import quiet_lightning  # noqa: E402
 from lenet_shaped import MNISTShaped  # noqa: E402
 
 BATCH_SIZE, LR, MEAN, STD, VAL_SHARE = 512, 1e-3, 0.1307, 0.3081, 0.01
@@ -100,14 +99,6 @@ def trial_epoch(epochs: int) -> float:
                                                   "callbacks": [timer]})
     trainer.fit(model, data)
     return timer.seconds[-1]
-
-
-def quiet_lightning() -> None:
-    """No info lines ("GPU available: ...", tips) nor deprecation warnings from Lightning between the figures."""
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", message=".*(LeafSpec|does not have many workers|litlogger).*")
 
 
 def main() -> None:
