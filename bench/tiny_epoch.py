@@ -24,7 +24,6 @@ import time
 
 os.environ.setdefault("TORCHMATE_OFFLINE", "1")
 
-import lightning.pytorch as pl  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
@@ -33,6 +32,7 @@ from torchmate_ray.lightning.configure import configure_all  # noqa: E402
 from torchmate_ray.tune.trial import TRIAL_TRAINER_DEFAULTS  # noqa: E402
 
 import lenet_shaped  # noqa: E402  (bench/ is this script's directory)
+from epoch_time import EpochTimer  # noqa: E402
 from first_epoch import quiet_lightning  # noqa: E402
 from lenet_shaped import MNISTShaped  # noqa: E402
 
@@ -44,17 +44,6 @@ class Tiny(nn.Sequential):
 
     def __init__(self, num_classes: int = 10):
         super().__init__(nn.Flatten(), nn.Linear(28 * 28, num_classes))
-
-
-class EpochTimer(pl.Callback):
-    def __init__(self):
-        self.seconds: list[float] = []
-
-    def on_train_epoch_start(self, trainer, pl_module):
-        self.started = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer, pl_module):
-        self.seconds.append(time.perf_counter() - self.started)
 
 
 def pure_loop(epochs: int) -> float:
