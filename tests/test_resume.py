@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -114,3 +115,177 @@ def test_experiment_directory_needs_resume(tmp_path, capsys):
     assert tune_main([str(tmp_path), "--num-samples", "2"]) == 2
     assert capsys.readouterr().err.splitlines() == [
         f"torchmate-tune: error: {tmp_path}: is an experiment directory; add --resume to continue it"]
+
+
+# --- every epoch recorded once, whatever stops the sweep (issue: nothing lost) -------------------------------
+ASHA_SPACE = SPACE.replace('"max_epochs": 3', '"max_epochs": 4').replace(
+    'tune.grid_search([1e-2, 5e-3, 2e-3, 1e-3])', 'tune.grid_search([1e-2, 1e-7])').replace(
+    '''sweep = {{"metric": "val/accuracy", "mode": "max", "num_samples": 1, "scheduler": "fifo", "max_concurrent": 2}}''',
+    '''sweep = {{"metric": "val/accuracy", "mode": "max", "num_samples": 1, "max_concurrent": 1,
+          "scheduler": {{"name": "asha", "cfg": {{"grace_period": 1, "reduction_factor": 2}}}}}}''')
+
+
+def start_sweep(tmp_path: Path, space_text: str) -> tuple[subprocess.Popen, Path, Path]:
+    """``torchmate-tune`` on ``space_text`` in its own process group; returns it, the epoch log, the experiment."""
+    log, space = tmp_path / "epochs.log", tmp_path / "space.py"
+    space.write_text(space_text.format(tests=str(Path(__file__).parent), root=str(tmp_path / "data"), log=str(log)))
+    exe = Path(sys.executable).parent / "torchmate-tune"
+    driver = subprocess.Popen([str(exe), str(space), "--storage-path", str(tmp_path / "results"), "--name", "exp"],
+                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    return driver, log, tmp_path / "results" / "exp"
+
+
+def wait_for(driver: subprocess.Popen, log: Path, done, timeout: float = 240) -> dict[str, list]:
+    """Poll the epoch log until ``done(epochs by trial)``; fail if the sweep ends first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and driver.poll() is None:
+        state = epochs_by_trial(log.read_text().splitlines() if log.exists() else [])
+        if done(state):
+            return state
+        time.sleep(0.05)
+    raise AssertionError(f"the sweep ended (or hung) before the moment to interrupt it: {driver.poll()}")
+
+
+def recorded(experiment: Path) -> dict[str, list[int]]:
+    """The epochs each trial's result.json holds, in order."""
+    return {d.name: [json.loads(line)["epochs"] for line in (d / "result.json").read_text().splitlines()]
+            for d in sorted(experiment.glob("*")) if (d / "result.json").is_file()}
+
+
+def final_tune_states(experiment: Path) -> dict[str, str]:
+    """Trial id -> status in Tune's newest experiment state."""
+    newest = sorted(experiment.glob("experiment_state-*.json"))[-1]
+    entries = json.loads(newest.read_text())["trial_data"]
+    return {trial["trial_id"]: trial["status"] for trial in (json.loads(entry[0]) for entry in entries)}
+
+
+def resume_in_process(experiment: Path) -> int:
+    import ray
+
+    try:
+        return tune_main([str(experiment), "--resume"])
+    finally:
+        ray.shutdown()
+
+
+def check_ended_record(experiment: Path, max_epochs: int) -> dict:
+    """Every trial's epochs recorded exactly once (1..n); summary.json's statuses are Tune's final ones."""
+    summary = json.loads((experiment / "summary.json").read_text())
+    rows = list(csv.DictReader((experiment / "leaderboard.csv").open()))
+    states = final_tune_states(experiment)
+    for trial, epochs in recorded(experiment).items():
+        assert epochs == list(range(1, len(epochs) + 1)), (trial, epochs)
+    for row in rows:
+        tune_status = {"TERMINATED": "finished" if int(row["epochs"]) == max_epochs else "stopped",
+                       "ERROR": "errored"}[states[row["trial_id"]]]
+        assert row["status"] == tune_status, (row, states)
+    assert summary["state"] == "ended" and set(summary["trials"]) == {"finished", "stopped", "errored"}
+    return summary
+
+
+@pytest.mark.slow
+def test_a_resumed_trial_reports_the_epochs_the_killed_driver_had_not_recorded(tmp_path):
+    """Trial A (lr 1e-2) then B (lr 1e-7, no better than chance) one at a time, ASHA rungs at 1, 2, 4 epochs.
+    The driver is SIGKILLed while A is in its third epoch, and A's second result is taken out of its
+    result.json as a kill mid-write leaves it: the driver died before recording it. The resumed A reports
+    epoch 2 from its own record (not trained again) and goes on."""
+    driver, log, experiment = start_sweep(tmp_path, ASHA_SPACE)
+    before = wait_for(driver, log, lambda state: any(e[-1] == 2 for e in state.values()))
+    kill_sweep(driver)
+    (a,) = before
+    result = experiment / a / "result.json"
+    lines = result.read_text().splitlines()
+    assert [json.loads(line)["epochs"] for line in lines] == [1, 2]
+    result.write_text(lines[0] + "\n" + lines[1][:40])
+    cut = len(log.read_text().splitlines())
+
+    assert resume_in_process(experiment) == 0
+    after = epochs_by_trial(log.read_text().splitlines()[cut:])
+    summary = check_ended_record(experiment, max_epochs=4)
+    (b,) = [trial for trial in recorded(experiment) if trial != a]
+    assert recorded(experiment) == {a: [1, 2, 3, 4], b: [1]}
+    assert [e for e in after[a] if e != "end"] == [2, 3]  # epochs 0 and 1 were not trained again
+    assert summary["trials"] == {"finished": 1, "stopped": 1, "errored": 0}
+
+
+@pytest.mark.slow
+def test_asha_resumes_with_the_rungs_of_the_trials_that_ended_before_the_kill(tmp_path):
+    """A runs its 4 epochs and ends; the driver is SIGKILLed before B's first result. Tune keeps no scheduler
+    state: the resumed ASHA gets A's results back from its result.json, so B, no better than chance, is
+    stopped at rung 1 against A's first epoch (an empty ASHA would let it run all 4)."""
+    driver, log, experiment = start_sweep(tmp_path, ASHA_SPACE)
+    wait_for(driver, log, lambda state: len(recorded(experiment).get(next(iter(state), ""), [])) == 4)
+    kill_sweep(driver)
+    (a,) = recorded(experiment)
+
+    assert resume_in_process(experiment) == 0
+    summary = check_ended_record(experiment, max_epochs=4)
+    (b,) = [trial for trial in recorded(experiment) if trial != a]
+    assert recorded(experiment) == {a: [1, 2, 3, 4], b: [1]}
+    assert summary["trials"] == {"finished": 1, "stopped": 1, "errored": 0}
+
+
+def kill_sweep(driver: subprocess.Popen) -> None:
+    """SIGKILL the sweep's process group and all that it started (Ray's processes keep its session)."""
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    subprocess.run(["pkill", "-KILL", "-s", str(driver.pid)], capture_output=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signal_name, code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_an_interrupted_sweep_says_so_exits_non_zero_and_resumes(tmp_path, signal_name, code):
+    driver, log, experiment = start_sweep(tmp_path, SPACE.replace("[1e-2, 5e-3, 2e-3, 1e-3]", "[1e-2, 5e-3]"))
+    wait_for(driver, log, lambda state: any(1 in e for e in state.values()))
+    driver.send_signal(getattr(signal, signal_name))
+    out, err = driver.communicate(timeout=120)
+    subprocess.run(["pkill", "-KILL", "-s", str(driver.pid)], capture_output=True)
+    assert driver.returncode == code, err[-3000:]
+    summary = json.loads((experiment / "summary.json").read_text())
+    assert summary["state"] == "interrupted" and summary["interrupted_by"] == signal_name
+    assert summary["trials"].get("interrupted", 0) >= 1 and summary["trials"]["finished"] < 2
+    assert f"interrupted ({signal_name}): continue it with: torchmate-tune {experiment} --resume" in out
+    assert "Tuner.restore" not in out + err
+
+    assert resume_in_process(experiment) == 0
+    summary = check_ended_record(experiment, max_epochs=3)
+    assert summary["trials"] == {"finished": 2, "stopped": 0, "errored": 0}
+    trained = epochs_by_trial(log.read_text().splitlines())
+    for trial, epochs in trained.items():  # each epoch trained once, but the one the signal cut short
+        done = [e for e in epochs if e != "end"]
+        assert sorted(set(done)) == [0, 1, 2] and len(done) - len(set(done)) <= 1, (trial, epochs)
+
+
+KILLED_TRIAL_SPACE = SPACE.replace('"max_epochs": 3', '"max_epochs": 4').replace(
+    "        self.write(trainer.current_epoch)\n",
+    "        self.write(trainer.current_epoch)\n"
+    "        if trainer.current_epoch == 2 and trainer.optimizers[0].param_groups[0]['lr'] < 5e-3:\n"
+    "            raise RuntimeError('bad epoch')\n").replace(
+    'tune.grid_search([1e-2, 5e-3, 2e-3, 1e-3])', 'tune.grid_search([1e-2, 1e-3])')
+
+
+@pytest.mark.slow
+def test_a_killed_trial_process_is_retried_and_a_raising_trial_is_not(tmp_path):
+    """Two trials at once: the first one's process is killed with SIGKILL after its second epoch (the OOM
+    killer's way); it goes on from its checkpoint. The second raises in its third epoch: errored, and its
+    code runs no more."""
+    driver, log, experiment = start_sweep(tmp_path, KILLED_TRIAL_SPACE)
+
+    def lr(trial: str) -> float:
+        return json.loads((experiment / trial / "params.json").read_text())["optimizer"]["cfg"]["lr"]
+
+    state = wait_for(driver, log, lambda state: any(e[-1] == 2 and lr(t) == 1e-2 for t, e in state.items()))
+    first = next(trial for trial, epochs in state.items() if epochs[-1] == 2 and lr(trial) == 1e-2)
+    pid = json.loads((experiment / first / "result.json").read_text().splitlines()[-1])["pid"]
+    os.kill(pid, signal.SIGKILL)
+    out, err = driver.communicate(timeout=300)
+    assert driver.returncode == 1, err[-3000:]  # the raising trial errored
+    trained = epochs_by_trial(log.read_text().splitlines())
+    (second,) = [trial for trial in trained if trial != first]
+    assert [e for e in trained[first] if e != "end"] in ([0, 1, 2, 3], [0, 1, 2, 2, 3])  # killed in its third, maybe
+    assert trained[second] == [0, 1, 2]  # raised as its third epoch began; not started again
+    summary = check_ended_record(experiment, max_epochs=4)
+    assert summary["trials"] == {"finished": 1, "stopped": 0, "errored": 1}
+    assert summary["errors"] == {second: "RuntimeError: bad epoch"}
+    assert recorded(experiment) == {first: [1, 2, 3, 4], second: [1, 2]}

@@ -2,7 +2,8 @@
 
 Parse, call the library, print, return an exit code: 0 done (a sweep with no errored trial); 1 a sweep
 that finished with errored trials; 2 bad input (one line on stderr: ``<prog>: error: <key.path>: <why>;
-<fix>``, and nothing was started).
+<fix>``, and nothing was started); 130 (SIGINT, Ctrl-C) or 143 (SIGTERM): the sweep was stopped before its
+trials ended, its results so far are written, and ``--resume`` continues it.
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ def build_tune_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="torchmate-tune",
         description="Run an ASHA-scheduled Ray Tune sweep over a search-space file (a config with tune domains).",
-        epilog="An experiment's offline HTML report (also written when a sweep ends): torchmate-tune report "
+        epilog="Exit codes: 0 done, 1 some trials errored, 2 bad input, 130/143 interrupted (Ctrl-C/SIGTERM; "
+               "continue with --resume). An experiment's offline HTML report (also written when a sweep ends): torchmate-tune report "
                "EXPERIMENT_DIR [DIR_B] [--output PATH]; see torchmate-tune report --help")
     parser.add_argument("space_file", metavar="SPACE.py|EXPERIMENT_DIR",
                         help="Python file that defines `config` (with tune domains) and optionally `sweep`; or, with "
@@ -123,6 +125,7 @@ def tune_main(argv: Sequence[str] | None = None, started_at: float | None = None
 def run_tune(args: argparse.Namespace, early_ray: EarlyRay | None, started_at: float) -> int:
     """tune_main once the command line is read (and Ray started, ``early_ray``): the sweep and its report."""
     from torchmate_ray.lightning.errors import ConfigError
+    from torchmate_ray.tune.interrupt import StoppedAtOnce, exit_code
 
     created: Path | None = None  # the experiment directory, once this run made it
     try:
@@ -149,6 +152,10 @@ def run_tune(args: argparse.Namespace, early_ray: EarlyRay | None, started_at: f
         experiment_line_at = time.time()
         run = sweep.run_sweep(search_space, plan, resume=args.resume, retry_errored=args.retry_errored,
                               verbose=args.verbose, early_ray=early_ray)
+    except StoppedAtOnce as stop:  # a second Ctrl-C: nothing more is written; the last saved state resumes
+        print(f"torchmate-tune: {stop.signal_name} again: stopped at once; continue it with: torchmate-tune {path} "
+              f"--resume", file=sys.stderr)
+        return exit_code(stop.signal_name)
     except ConfigError as err:
         if created is not None:  # refused before any trial ran (e.g. data that cannot be cached): no experiment
             shutil.rmtree(created, ignore_errors=True)
@@ -158,10 +165,12 @@ def run_tune(args: argparse.Namespace, early_ray: EarlyRay | None, started_at: f
         early_ray.close(wait=False)  # Ray shuts down while the report is written
     timings = {"experiment_line_s": experiment_line_at, "first_epoch_s": run.first_result_at, "end_s": run.ended_at}
     summary, text = report.finish_sweep(run.experiment_dir, search_space, run.wall_seconds, {
-        key: None if at is None else round(at - started_at, 2) for key, at in timings.items()})
+        key: None if at is None else round(at - started_at, 2) for key, at in timings.items()}, run.interrupted_by)
     if early_ray is not None:
         early_ray.close()
     print(text)
+    if run.interrupted_by:
+        return exit_code(run.interrupted_by)
     return EXIT_TRIALS_ERRORED if summary["trials"]["errored"] else EXIT_OK
 
 

@@ -194,19 +194,22 @@ def build_progress(space: SearchSpace, epoch_key: str) -> SweepProgress:
     return SweepProgress(s.metric, s.mode, space.num_trials, space.max_epochs, varied_paths(space.config), epoch_key)
 
 
-# Ray's log records about trial errors that the progress display already shows: the first carries the
-# whole traceback (with ANSI colours), the second lists the errored trials once more at the end.
-TRIAL_ERROR_LOGS = {"ray.tune.execution.tune_controller": "Trial task failed for trial",
-                    "ray.tune.tune": "Trials did not complete"}
+# Ray's log records that the progress display and the command say better: trial errors (the first record
+# carries the whole traceback, with ANSI colours; the second lists the errored trials once more at the end),
+# an interruption (with Ray's own resume hint, where ours is --resume) and, on a resume, trials that had not
+# reported anything yet (no result.json to read).
+QUIETED_LOGS = {"ray.tune.execution.tune_controller": ("Trial task failed for trial",),
+                "ray.tune.tune": ("Trials did not complete", "Stop signal received", "Experiment has been interrupted"),
+                "ray.tune.analysis.experiment_analysis": ("Failed to fetch metrics",)}
 
 
 class _DropRecords(logging.Filter):
-    def __init__(self, prefix: str):
+    def __init__(self, prefixes: tuple[str, ...]):
         super().__init__()
-        self.prefix = prefix
+        self.prefixes = prefixes
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(self.prefix)
+        return not str(record.msg).startswith(self.prefixes)
 
 
 @contextlib.contextmanager
@@ -223,7 +226,7 @@ def quiet_ray_output(verbose: bool) -> Iterator[None]:
         return
     saved = os.environ.get("RAY_AIR_NEW_OUTPUT")
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
-    filters = [(logging.getLogger(name), _DropRecords(prefix)) for name, prefix in TRIAL_ERROR_LOGS.items()]
+    filters = [(logging.getLogger(name), _DropRecords(prefixes)) for name, prefixes in QUIETED_LOGS.items()]
     for logger, drop in filters:
         logger.addFilter(drop)
     try:

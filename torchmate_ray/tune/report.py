@@ -20,7 +20,7 @@ from torchmate_ray.tune.space import SearchSpace, find_domains
 @dataclass
 class TrialRow:
     trial_id: str
-    status: str            # finished | stopped | errored (running | pending | incomplete: not ended)
+    status: str            # finished | stopped | errored (interrupted | running | pending | incomplete: not ended)
     epochs: int
     value: float | None    # the sweep metric at the trial's last epoch
     params: dict[str, Any]
@@ -49,14 +49,16 @@ def get_path(config: Any, path: str) -> Any:
 
 
 def write_results(rows: list[TrialRow], space: SearchSpace, directory: Path, wall_seconds: float,
-                  timings: Mapping[str, float | None] | None = None) -> dict[str, Any]:
+                  timings: Mapping[str, float | None] | None = None, interrupted_by: str | None = None) -> dict[str, Any]:
     """Write summary.json, leaderboard.csv and best_config.py; return the summary. (The plots are the
-    report's: report_page.write_report.) ``timings``: the command's milestones (``TIMINGS``), if known."""
+    report's: report_page.write_report.) ``timings``: the command's milestones (``TIMINGS``), if known;
+    ``interrupted_by``: the signal that stopped the sweep before its trials ended, if one did."""
     directory.mkdir(parents=True, exist_ok=True)
     best = next((r for r in rows if r.value is not None and r.status != "errored"), None)
     counts = {status: sum(r.status == status for r in rows)
               for status in ("finished", "stopped", "errored", *{r.status for r in rows})}  # "incomplete" if interrupted
     summary = {
+        "state": "interrupted" if interrupted_by else "ended", "interrupted_by": interrupted_by,
         "metric": space.settings.metric, "mode": space.settings.mode,
         "best_trial": best.trial_id if best else None, "best_value": best.value if best else None,
         "best_params": _plain(best.params) if best else None,
@@ -74,14 +76,16 @@ def write_results(rows: list[TrialRow], space: SearchSpace, directory: Path, wal
 
 
 def finish_sweep(directory: Path, space: SearchSpace, wall_seconds: float,
-                 timings: Mapping[str, float | None] | None = None) -> tuple[dict[str, Any], str]:
+                 timings: Mapping[str, float | None] | None = None,
+                 interrupted_by: str | None = None) -> tuple[dict[str, Any], str]:
     """After a sweep: write its results and report; return the summary and what to tell the user (the
-    leaderboard, the counts, the best trial, the command's milestones and where everything is)."""
+    leaderboard, the counts, the best trial, the command's milestones and where everything is; for a sweep
+    that ``interrupted_by`` a signal stopped, how to continue it)."""
     from torchmate_ray.tune.report_data import build_report_data
     from torchmate_ray.tune.report_page import write_report_page
 
-    data = build_report_data(directory, space)
-    summary = write_results(data.trials, space, directory, wall_seconds, timings)
+    data = build_report_data(directory, space, interrupted_by)
+    summary = write_results(data.trials, space, directory, wall_seconds, timings, interrupted_by)
     lines = [format_leaderboard(data.trials, space),
              f"{summary['num_trials']} trials in {summary['wall_seconds']:.0f} s: {summary['trials']}; "
              f"{summary['epochs_run']} of {summary['epoch_budget']} epochs run"]
@@ -91,6 +95,8 @@ def finish_sweep(directory: Path, space: SearchSpace, wall_seconds: float,
         lines.append(f"best: {summary['best_trial']} {summary['metric']} = {summary['best_value']:.4f}; "
                      f"torchmate-train {directory / 'best_config.py'}")
     lines += [f"results: {directory}", f"report: {write_report_page(data)}"]
+    if interrupted_by:
+        lines.append(f"interrupted ({interrupted_by}): continue it with: torchmate-tune {directory} --resume")
     return summary, "\n".join(lines)
 
 

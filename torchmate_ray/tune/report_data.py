@@ -22,6 +22,7 @@ from typing import Any
 from ray.tune.search.sample import Categorical, Domain, Float, Integer, LogUniform, Quantized
 
 from torchmate_ray.lightning.errors import ConfigError
+from torchmate_ray.tune.record import code_errors
 from torchmate_ray.tune.report import TrialRow, format_value, get_path, varied_paths
 from torchmate_ray.tune.space import SearchSpace, find_domains, load_search_space, read_settings
 from torchmate_ray.tune.trial import EPOCHS
@@ -91,11 +92,12 @@ class ReportData:
     params: list[ParamAxis]
     rungs: list[Rung]
     compute: ComputeAccount
+    interrupted_by: str | None = None  # "SIGINT" or "SIGTERM": the sweep was stopped before its trials ended
 
     @property
     def complete(self) -> bool:
-        """The sweep ended: summary.json is there and no trial is running or pending."""
-        return (self.directory / "summary.json").is_file() and not any(
+        """The sweep ended: summary.json is there, it was not interrupted and no trial is running or pending."""
+        return (self.directory / "summary.json").is_file() and not self.interrupted_by and not any(
             t.status in ("running", "pending") for t in self.trials)
 
     @property
@@ -133,24 +135,33 @@ class ReportData:
         return ParallelCoordinates([a.path for a in axes], ticks, lines)
 
 
-def build_report_data(directory: str | Path, space: SearchSpace | None = None) -> ReportData:
+UNKNOWN: Any = object()
+
+
+def build_report_data(directory: str | Path, space: SearchSpace | None = None,
+                      interrupted_by: str | None = UNKNOWN) -> ReportData:
     """Read an experiment directory (finished, running or interrupted) into a :class:`ReportData`.
 
     Args:
         directory: ``<storage_path>/<name>``, as ``torchmate-tune`` printed it.
         space: the sweep's search space; by default reloaded from the experiment's ``torchmate_sweep.json``.
+        interrupted_by: the signal that stopped the sweep that just ran (None: it ran to its end); by default
+            what its ``summary.json`` says. The trials it left running read as ``interrupted``.
 
     Raises:
         ConfigError: the directory is not a torchmate-tune experiment, or its search-space file cannot be loaded.
     """
     directory = Path(directory).resolve()
     space = space or load_experiment_space(directory)
+    if interrupted_by is UNKNOWN:
+        interrupted_by = (_read_json(directory / "summary.json") or {}).get("interrupted_by")
     states = read_trial_states(directory)
-    trials, seconds = read_trials(directory, space, states)
+    trials, seconds = read_trials(directory, space, states, interrupted=bool(interrupted_by))
     return ReportData(
         directory=directory, space=space,
         trials=rank_trials(trials, space.settings.mode), seconds=seconds, params=build_param_axes(space, trials),
-        rungs=build_rungs(space, trials), compute=build_compute_account(space, trials, seconds))
+        rungs=build_rungs(space, trials), compute=build_compute_account(space, trials, seconds),
+        interrupted_by=interrupted_by)
 
 
 def load_experiment_space(directory: Path) -> SearchSpace:
@@ -181,7 +192,7 @@ def load_experiment_space(directory: Path) -> SearchSpace:
 def read_trial_states(directory: Path) -> dict[str, str]:
     """Trial id -> Tune's status (RUNNING, PENDING, TERMINATED, ERROR, ...) from the newest experiment
     state file; empty when there is none or it cannot be read (a sweep killed while writing it)."""
-    files = sorted(directory.glob("experiment_state-*.json"), key=lambda p: p.stat().st_mtime)
+    files = sorted(directory.glob("experiment_state-*.json"))  # named by their run's start: Tune takes the last too
     if not files:
         return {}
     try:
@@ -191,8 +202,8 @@ def read_trial_states(directory: Path) -> dict[str, str]:
         return {}
 
 
-def read_trials(directory: Path, space: SearchSpace,
-                states: Mapping[str, str]) -> tuple[list[TrialRow], dict[str, float]]:
+def read_trials(directory: Path, space: SearchSpace, states: Mapping[str, str],
+                interrupted: bool = False) -> tuple[list[TrialRow], dict[str, float]]:
     """One row per trial directory (plus trials Tune knows of that have none yet), and each one's seconds."""
     varied = varied_paths(space.config)
     complete = (directory / "summary.json").is_file()
@@ -208,14 +219,14 @@ def read_trials(directory: Path, space: SearchSpace,
             error = None
         elif error is None and states.get(trial_id) == "ERROR":
             error = "errored (see Tune's experiment state)"
-        status = trial_status(epochs, space.max_epochs, error is not None, states.get(trial_id), complete)
+        status = trial_status(epochs, space.max_epochs, error is not None, states.get(trial_id), complete, interrupted)
         trials.append(TrialRow(trial_id=trial_id, status=status, epochs=epochs, value=curve[-1][1] if curve else None,
                                params={path: get_path(config, path) for path in varied}, config=config, curve=curve,
                                node=str(lines[-1].get("node_ip", "")) if lines else "", error=error))
         seconds[trial_id] = max((float(line.get("time_total_s") or 0) for line in lines), default=0.0)
     for trial_id, state in states.items():
         if trial_id not in seconds:  # not started yet: no directory
-            trials.append(TrialRow(trial_id, trial_status(0, space.max_epochs, False, state, complete), 0, None,
+            trials.append(TrialRow(trial_id, trial_status(0, space.max_epochs, False, state, complete, interrupted), 0, None,
                                    {path: None for path in varied}, {}, []))
             seconds[trial_id] = 0.0
     return trials, seconds
@@ -244,20 +255,28 @@ def read_curve(lines: list[dict[str, Any]], metric: str) -> list[tuple[int, floa
 
 
 def read_error(trial_dir: Path) -> str | None:
-    """The last line of the trial's ``error.txt`` (Tune writes it, with ``error.pkl``, when a trial raises)."""
+    """What the trial's own code last raised (``code_errors.jsonl``), else the last line of its ``error.txt``
+    (Tune writes it, with ``error.pkl``, when a trial fails, its process dying included)."""
+    raised = code_errors(trial_dir)
+    if raised and (trial_dir / "error.txt").is_file():
+        return raised[-1]["error"]
     if (trial_dir / "error.txt").is_file():
         lines = [line for line in (trial_dir / "error.txt").read_text(errors="replace").splitlines() if line.strip()]
         return lines[-1].strip() if lines else "errored"
     return "errored (error.pkl)" if (trial_dir / "error.pkl").is_file() else None
 
 
-def trial_status(epochs: int, max_epochs: int, errored: bool, state: str | None, complete: bool) -> str:
-    """errored | finished | running | pending | stopped (by the scheduler) | incomplete (no record of why it
-    has fewer epochs: the sweep was interrupted before Tune's state said)."""
+def trial_status(epochs: int, max_epochs: int, errored: bool, state: str | None, complete: bool,
+                 interrupted: bool = False) -> str:
+    """errored | finished | running | pending | stopped (by the scheduler) | interrupted (running when a
+    signal stopped the sweep) | incomplete (no record of why it has fewer epochs: the sweep was killed before
+    Tune's state said)."""
     if errored:
         return "errored"
     if epochs >= max_epochs:
         return "finished"
+    if interrupted and state == "RUNNING":
+        return "interrupted"
     if state in STATE_STATUS:
         return STATE_STATUS[state]
     return "stopped" if complete or state == "TERMINATED" else "incomplete"

@@ -31,6 +31,7 @@ PLOTS_DIR = "report"  # the PNGs, beside report.html in the experiment directory
 STATUS_STYLE = {  # (colour, alpha, line style) of a trial's curve and points
     "finished": ("tab:blue", 0.85, "-"), "stopped": ("tab:gray", 0.3, "-"), "errored": ("tab:red", 0.6, "-"),
     "running": ("tab:green", 0.85, "--"), "pending": ("tab:green", 0.85, "--"), "incomplete": ("tab:purple", 0.6, "--"),
+    "interrupted": ("tab:purple", 0.6, "--"),
 }
 BEST_COLOUR = "tab:orange"
 
@@ -280,7 +281,7 @@ figcaption { color: #666; font-size: 0.85em; } code { background: #f3f3f3; paddi
 def render_report_html(data: ReportData, plots: Mapping[str, bytes]) -> str:
     """The report page: state, compute account, plots (embedded), leaderboard, errors."""
     best = data.best
-    state = "finished" if data.complete else "still running or interrupted (read from the trials' files so far)"
+    state = _state(data) if data.complete or data.interrupted_by else "still running or interrupted (read from the trials' files so far)"
     parts = [
         f"<h1>Sweep report: {_e(data.directory.name)}</h1>",
         f'<p class="sub">{_e(str(data.directory))} &middot; space <code>{_e(str(data.space.path))}</code> &middot; '
@@ -389,6 +390,8 @@ def _page(title: str, parts: list[str]) -> str:
 
 
 def _state(data: ReportData) -> str:
+    if data.interrupted_by:
+        return f"interrupted ({data.interrupted_by}); continue it with torchmate-tune {data.directory} --resume"
     return "finished" if data.complete else "running or interrupted"
 
 

@@ -193,6 +193,12 @@ class LocalRay:
         return cls(state_api=workers > 1, threads=max(1, math.floor(cpus_per_worker + EPSILON)))
 
 
+# In the trials' processes. Before a warm process takes the next trial (reuse_actors), Tune waits this long
+# for the last one's thread to end (its default, 2 s, is less than a loaded machine takes to tear a fit
+# down and write its last checkpoint), or fails that next trial.
+TRIAL_ENV = {"TUNE_FUNCTION_THREAD_TIMEOUT_S": "60"}
+
+
 def connect_ray(address: str | None, local: LocalRay = LocalRay()) -> None:
     """Join the cluster at ``address``, or start a local Ray (on loopback, see cli.py) as ``local`` says."""
     import ray
@@ -203,8 +209,10 @@ def connect_ray(address: str | None, local: LocalRay = LocalRay()) -> None:
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")  # state snapshots: a resume repeats at most ~2 s
     quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
     if address:
-        ray.init(address=address, **quiet)
+        ray.init(address=address, runtime_env={"env_vars": dict(TRIAL_ENV)}, **quiet)
         return
+    for key, value in TRIAL_ENV.items():  # a local Ray's processes copy this environment
+        os.environ.setdefault(key, value)
     # Ray warns that it turned token authentication on (its default): noise for a Ray of our own on loopback
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     threads_unset = THREADS_ENV not in os.environ

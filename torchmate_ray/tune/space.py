@@ -46,7 +46,8 @@ class SweepSettings:
     max_concurrent: int | None = None
     name: str | None = None
     storage_path: str = "./ray_results"
-    max_failures: int = 0
+    max_failures: int = 0              # retries of a trial whose own code raised
+    max_process_failures: int = 2      # restarts of a trial whose process or node died (OOM killer, preemption)
     checkpoints_to_keep: int | None = None  # None: all (see sweep.build_run_config)
     address: str | None = None         # command line only (--address)
 
@@ -138,7 +139,7 @@ def _check_settings(s: SweepSettings) -> None:
     if s.checkpoints_to_keep is not None and (not _is_int(s.checkpoints_to_keep) or s.checkpoints_to_keep < 1):
         raise ConfigError("sweep.checkpoints_to_keep", f"expected an int >= 1 or None (all), got "
                           f"{describe(s.checkpoints_to_keep)}; fix it")
-    for key, minimum in (("num_samples", 1), ("max_failures", -1)):
+    for key, minimum in (("num_samples", 1), ("max_failures", -1), ("max_process_failures", 0)):
         value = getattr(s, key)
         if not _is_int(value) or value < minimum:
             raise ConfigError(f"sweep.{key}", f"expected an int >= {minimum}, got {describe(value)}; fix it")

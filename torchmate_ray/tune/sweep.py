@@ -21,7 +21,9 @@ from torchmate_ray.lightning.build import call_checked
 from torchmate_ray.lightning.configure import configure_data
 from torchmate_ray.lightning.errors import ConfigError
 from torchmate_ray.lightning.files import module_name
+from torchmate_ray.tune.interrupt import Interruption
 from torchmate_ray.tune.progress import SweepProgress, build_progress, quiet_ray_output
+from torchmate_ray.tune.record import CODE_ERRORS, FailureBudget, RecordedASHA, ResultRecord
 from torchmate_ray.tune.resources import (EarlyRay, LocalRay, ResourcePlan, cluster_nodes, connect_ray, local_nodes,
                                           plan_resources)
 from torchmate_ray.tune.space import SearchSpace, find_domains, sample_configs
@@ -42,6 +44,7 @@ class SweepRun:
     wall_seconds: float
     first_result_at: float | None = None  # time.time() when the first trial's first epoch was reported (None: --verbose)
     ended_at: float = 0.0                 # time.time() when the last trial ended
+    interrupted_by: str | None = None     # "SIGINT" or "SIGTERM": the sweep was stopped before its trials ended
 
 
 def experiment_dir(space: SearchSpace) -> Path:
@@ -104,18 +107,22 @@ def run_sweep(space: SearchSpace, plan: ResourcePlan, resume: bool = False, retr
                          tune_checkpoints=scheduler_name(space) == "pbt",
                          train_storage=str(path / "train_runs"), data_cache=shared_cache)
     trainable = tune.with_resources(tune.with_parameters(train_trial, layout=layout), plan.bundle)
-    if resume:
-        tuner = tune.Tuner.restore(str(path), trainable, param_space=trial_config, resume_unfinished=True,
-                                   resume_errored=retry_errored)
-        restore_run_output(tuner, run_config)
-    else:
-        tuner = tune.Tuner(trainable, param_space=trial_config, tune_config=tune_config, run_config=run_config)
     started = time.monotonic()
-    with quiet_ray_output(verbose):
+    with quiet_ray_output(verbose), Interruption() as interruption:
+        if resume:
+            if retry_errored:  # their own errors count again from 0 (FailureBudget)
+                for record in path.glob(f"*/{CODE_ERRORS}"):
+                    record.unlink()
+            tuner = tune.Tuner.restore(str(path), trainable, param_space=trial_config, resume_unfinished=True,
+                                       resume_errored=retry_errored)
+            restore_run_output(tuner, run_config)
+        else:
+            tuner = tune.Tuner(trainable, param_space=trial_config, tune_config=tune_config, run_config=run_config)
         results = tuner.fit()
     progress = next((c for c in run_config.callbacks if isinstance(c, SweepProgress)), None)
     return SweepRun(results, path, plan, time.monotonic() - started,
-                    first_result_at=progress.first_result_at if progress else None, ended_at=time.time())
+                    first_result_at=progress.first_result_at if progress else None, ended_at=time.time(),
+                    interrupted_by=interruption.signal_name)
 
 
 def restore_run_output(tuner: tune.Tuner, run_config: RunConfig) -> None:
@@ -195,21 +202,25 @@ def build_run_config(space: SearchSpace, path: Path, verbose: bool = False) -> R
     exists ("Could not recover from checkpoint", seen with 1 and with 2 kept)."""
     s = space.settings
     return RunConfig(name=path.name, storage_path=str(path.parent), verbose=1 if verbose else 0,
-                     callbacks=[] if verbose else [build_progress(space, TIME_ATTR)],
+                     callbacks=[ResultRecord(str(path)), FailureBudget(str(path), s.max_failures),
+                                *([] if verbose else [build_progress(space, TIME_ATTR)])],
                      checkpoint_config=CheckpointConfig(num_to_keep=s.checkpoints_to_keep),
-                     failure_config=FailureConfig(max_failures=s.max_failures))
+                     # Tune counts every failure alike: FailureBudget ends a trial whose own code raised once
+                     # more than max_failures allows, and the rest of the budget is for processes that died
+                     failure_config=FailureConfig(max_failures=-1 if s.max_failures < 0 else
+                                                  s.max_failures + s.max_process_failures))
 
 
 def build_scheduler(space: SearchSpace) -> Any:
     """The trial scheduler from ``sweep.scheduler`` (a name or ``{"name", "cfg"}``), rungs in epochs."""
-    from ray.tune.schedulers import (ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule,
+    from ray.tune.schedulers import (FIFOScheduler, HyperBandScheduler, MedianStoppingRule,
                                      PopulationBasedTraining)
 
     spec = space.settings.scheduler
     name, cfg = scheduler_name(space), dict(spec.get("cfg") or {}) if isinstance(spec, Mapping) else {}
     max_t = space.max_epochs
     defaults: dict[str, tuple[Any, dict[str, Any]]] = {
-        "asha": (ASHAScheduler, {"time_attr": TIME_ATTR, "max_t": max_t, "grace_period": 1, "reduction_factor": 3}),
+        "asha": (RecordedASHA, {"time_attr": TIME_ATTR, "max_t": max_t, "grace_period": 1, "reduction_factor": 3}),
         "hyperband": (HyperBandScheduler, {"time_attr": TIME_ATTR, "max_t": max_t, "reduction_factor": 3}),
         "median": (MedianStoppingRule, {"time_attr": TIME_ATTR, "grace_period": 1, "min_samples_required": 3}),
         "pbt": (PopulationBasedTraining, {"time_attr": TIME_ATTR, "perturbation_interval": 1}),

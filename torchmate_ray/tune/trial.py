@@ -28,6 +28,8 @@ from lightning.pytorch.callbacks import Checkpoint
 from ray import tune
 
 from torchmate_ray.lightning.configure import configure_all
+from torchmate_ray.tune.record import (CODE_ERRORS, EPOCH_RECORD, append_line, code_errors, recorded_epochs,
+                                      trained_epochs)
 
 CHECKPOINT_FILE = "trainer.ckpt"
 PROGRESS_FILE = "progress.json"  # beside each checkpoint: its epochs and the metrics reported with it
@@ -76,41 +78,76 @@ def train_trial(config: dict[str, Any], layout: TrialLayout = TrialLayout()) -> 
         return
     register_file_classes(config)
     trial_dir = Path(layout.experiment_dir) / tune.get_context().get_trial_id()
-    trainer, model, data = configure_all(config, trial_trainer_kwargs(config, trial_dir, layout))
-    use_shared_cache(data, layout.data_cache)
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    raised = code_errors(trial_dir)
+    if 0 <= layout.max_failures < len(raised):  # Tune restarted it, but only a dead process is retried
+        raise RuntimeError(f"{raised[-1]['error']} (the trial's own error, not retried: sweep.max_failures is "
+                           f"{layout.max_failures})")
     try:
+        trainer, model, data = configure_all(config, trial_trainer_kwargs(config, trial_dir, layout))
+        use_shared_cache(data, layout.data_cache)
         fit_trial(trainer, model, data, trial_dir)
+    except Exception as err:  # the trial's own code raised: FailureBudget counts these apart from dead processes
+        append_line(trial_dir / CODE_ERRORS, {"error": f"{type(err).__name__}: {err}".splitlines()[0]})
+        raise
     finally:  # the process may serve the next trial (reuse_actors): nothing of this one stays on its GPU
-        del trainer, model, data
+        trainer = model = data = None
         release_memory()
 
 
 def fit_trial(trainer: Any, model: Any, data: Any, trial_dir: Path) -> None:
-    """Fit from the start, or on from the trial's newest checkpoint when Ray restarts it."""
+    """Fit from the start, or on from the trial's newest checkpoint when Ray restarts it.
+
+    A restarted trial first reports, from its own record (``epochs.jsonl``), the epochs it trained that the
+    sweep's ``result.json`` lacks (a driver killed between them, a process killed with a report in flight),
+    in order, so the scheduler judges every epoch; then it trains on, reporting only epochs the sweep has
+    not recorded. A trial whose last recorded result ended it (stopped by the scheduler just before an
+    interruption) ends at once.
+    """
+    recorded, ended = recorded_epochs(trial_dir, EPOCHS)
+    if ended:
+        return
     resume = find_resume_checkpoint(tune.get_checkpoint(), trial_dir)
+    trained = resume[1][EPOCHS] if resume else 0
+    if trained > recorded:
+        report_from_record(trial_dir, range(recorded + 1, trained + 1))
+    for callback in trainer.callbacks:
+        if isinstance(callback, EpochReport):
+            callback.recorded = recorded  # a checkpoint older than the record: the epochs trained again go unreported
     if resume is None:
         trainer.fit(model, data)
         return
-    directory, record = resume
-    if record["epochs"] >= trainer.max_epochs:  # it had finished: only its last report may be missing from Tune's state
-        tune.report({**record["metrics"], EPOCHS: record["epochs"]})
+    if trained >= trainer.max_epochs:  # it had finished
         return
     # The checkpoint is this trial's own; its hyperparameters hold classes, which weights_only refuses.
-    trainer.fit(model, data, ckpt_path=str(directory / CHECKPOINT_FILE), weights_only=False)
+    trainer.fit(model, data, ckpt_path=str(resume[0] / CHECKPOINT_FILE), weights_only=False)
+
+
+def report_from_record(trial_dir: Path, epochs: range) -> None:
+    """Report ``epochs`` to Tune again, as the trial recorded them when it trained them."""
+    record = trained_epochs(trial_dir, EPOCHS)
+    for epoch in epochs:
+        if epoch not in record:
+            raise RuntimeError(f"{trial_dir / EPOCH_RECORD} has no line for epoch {epoch}, which the trial's "
+                               f"checkpoint says it trained; its record was edited or lost")
+        tune.report({**record[epoch], EPOCHS: epoch})
 
 
 class EpochReport(Checkpoint):
-    """At every training epoch's end: the epoch's metrics and epochs done to Tune, and a checkpoint with a
-    ``progress.json`` (those epochs and metrics) in ``<trial dir>/checkpoint_<epochs>/``.
+    """At every training epoch's end: the epoch's metrics and epochs done to the trial's own record
+    (``epochs.jsonl``) and to Tune, and a checkpoint with a ``progress.json`` (those epochs and metrics) in
+    ``<trial dir>/checkpoint_<epochs>/``.
 
     A Lightning ``Checkpoint``, so that it runs after the LightningModule's ``on_train_epoch_end`` (where
     learners log their epoch means) and after validation. The metrics go to Tune at once; the checkpoint is
     written by :class:`BackgroundCheckpointIO`, and a resumed trial takes the newest complete one. With
-    ``trial_dir`` None the checkpoint goes through Tune instead (PBT hands it to other trials).
+    ``through_tune`` the checkpoint goes through Tune instead (PBT hands it to other trials). Epochs up to
+    ``recorded`` are in the sweep's record already (fit_trial sets it): they are not reported again.
     """
 
-    def __init__(self, trial_dir: Path | None):
-        self.trial_dir = trial_dir
+    def __init__(self, trial_dir: Path, through_tune: bool = False):
+        self.trial_dir, self.through_tune = trial_dir, through_tune
+        self.recorded = 0
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         if trainer.sanity_checking:
@@ -119,15 +156,19 @@ class EpochReport(Checkpoint):
         metrics = {key: float(value) for key, value in trainer.callback_metrics.items()}  # one read per epoch
         metrics[EPOCHS] = epochs
         record = {EPOCHS: epochs, "metrics": metrics}
-        if self.trial_dir is None:
+        if trainer.is_global_zero:
+            append_line(self.trial_dir / EPOCH_RECORD, metrics)
+        if self.through_tune:
             with tempfile.TemporaryDirectory() as directory:
                 trainer.save_checkpoint(os.path.join(directory, CHECKPOINT_FILE), weights_only=False)
                 write_json(Path(directory, PROGRESS_FILE), record)
-                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+                if epochs > self.recorded:
+                    tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
             return
         trainer.save_checkpoint(self.trial_dir / f"checkpoint_{epochs:06d}" / CHECKPOINT_FILE, weights_only=False,
                                 storage_options=record)
-        tune.report(metrics)
+        if epochs > self.recorded:
+            tune.report(metrics)
 
 
 class BackgroundCheckpointIO(TorchCheckpointIO):
@@ -273,7 +314,7 @@ def trial_trainer_kwargs(config: Mapping[str, Any], trial_dir: Path, layout: Tri
     kwargs["default_root_dir"] = tune.get_context().get_trial_dir() or os.getcwd()
     kwargs["enable_checkpointing"] = True
     if layout.tune_checkpoints or "plugins" in training:  # a checkpoint writer of the config's own, say
-        kwargs["callbacks"] = [EpochReport(None)]
+        kwargs["callbacks"] = [EpochReport(trial_dir, through_tune=True)]
     else:
         kwargs["callbacks"] = [EpochReport(trial_dir)]
         kwargs["plugins"] = [BackgroundCheckpointIO(layout.checkpoints_to_keep)]
