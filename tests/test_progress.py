@@ -277,7 +277,8 @@ def write_space(tmp_path: Path, num_samples: int) -> Path:
     return path
 
 
-@pytest.mark.parametrize("flags, verbose, callbacks", [([], 0, ["SweepProgress"]), (["--verbose"], 1, [])],
+@pytest.mark.parametrize("flags, verbose, callbacks", [([], 0, ["ResultRecord", "FailureBudget", "SweepProgress"]),
+                                                      (["--verbose"], 1, ["ResultRecord", "FailureBudget"])],
                          ids=["default", "verbose"])
 def test_verbose_gives_ray_its_output_back(tmp_path, flags, verbose, callbacks):
     from torchmate_ray.tune.space import load_search_space

@@ -289,3 +289,62 @@ def test_a_killed_trial_process_is_retried_and_a_raising_trial_is_not(tmp_path):
     assert summary["trials"] == {"finished": 1, "stopped": 0, "errored": 1}
     assert summary["errors"] == {second: "RuntimeError: bad epoch"}
     assert recorded(experiment) == {first: [1, 2, 3, 4], second: [1, 2]}
+
+
+RESUMABLE = '''
+import copy, sys
+sys.path.insert(0, {tests!r})
+from conftest import TINY_CONFIG
+from ray import tune
+config = copy.deepcopy(TINY_CONFIG)
+config["training"] = {{"max_epochs": 4}}
+config["optimizer"]["cfg"]["lr"] = tune.loguniform(1e-4, 1e-1)
+sweep = {{"metric": "val/accuracy", "mode": "max", "num_samples": 12}}
+'''
+
+
+@pytest.mark.parametrize("form, flags, refused", [
+    ("directory", ["--num-samples", "7"], "--num-samples: the experiment in {exp} ran with 6"),
+    ("directory", ["--max-epochs", "9"], "--max-epochs: the experiment in {exp} ran with 2"),
+    ("directory", ["--scheduler", "fifo"], "--scheduler: the experiment in {exp} ran with 'asha'"),
+    ("file", ["--num-samples", "12"], "--num-samples: the experiment in {exp} ran with 6"),
+    ("file", ["--workers-per-trial", "2"], "--workers-per-trial: the experiment in {exp} ran with 1"),
+    ("directory", ["--num-samples", "6", "--max-epochs", "2"], None),  # what it ran with: not a contradiction
+    ("file", [], None),
+])
+def test_a_resume_that_contradicts_how_the_sweep_started_is_refused(tmp_path, capsys, form, flags, refused):
+    """The saved invocation is what a resume runs; flags that say otherwise are one line, exit 2, nothing run.
+    (The experiment here has its saved invocation but no Tune state: a resume that gets past the check is
+    refused next for having nothing to resume.)"""
+    space = tmp_path / "space.py"
+    space.write_text(RESUMABLE.format(tests=str(Path(__file__).parent)))
+    experiment = tmp_path / "results" / "exp"
+    experiment.mkdir(parents=True)
+    (experiment / "torchmate_sweep.json").write_text(json.dumps({
+        "space_file": str(space), "overrides": [], "max_epochs": 2,
+        "settings": {"num_samples": 6, "name": "exp", "storage_path": str(tmp_path / "results")},
+        "resources": {"workers": 1, "cpus_per_worker": 1, "gpus_per_worker": 0}}))
+    where = ([str(experiment)] if form == "directory"
+             else [str(space), "--storage-path", str(tmp_path / "results"), "--name", "exp"])
+    assert tune_main([*where, "--resume", *flags]) == 2
+    err = capsys.readouterr().err.splitlines()
+    expected = refused.format(exp=experiment) if refused else f"--resume: nothing to resume in {experiment}"
+    assert len(err) == 1 and err[0].startswith(f"torchmate-tune: error: {expected}"), err
+
+
+@pytest.mark.parametrize("form", ["directory", "file"])
+def test_a_resume_runs_the_sweep_as_it_started_not_the_files_defaults(tmp_path, capsys, form):
+    """The file says 12 samples and 4 epochs; the experiment started with --num-samples 6 --max-epochs 2."""
+    space = tmp_path / "space.py"
+    space.write_text(RESUMABLE.format(tests=str(Path(__file__).parent)))
+    experiment = tmp_path / "results" / "exp"
+    experiment.mkdir(parents=True)
+    (experiment / "torchmate_sweep.json").write_text(json.dumps({
+        "space_file": str(space), "overrides": [], "max_epochs": 2,
+        "settings": {"num_samples": 6, "name": "exp", "storage_path": str(tmp_path / "results")},
+        "resources": {"workers": 1, "cpus_per_worker": 1, "gpus_per_worker": 0}}))
+    where = ([str(experiment)] if form == "directory"
+             else [str(space), "--storage-path", str(tmp_path / "results"), "--name", "exp"])
+    assert tune_main([*where, "--resume", "--dry-run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "  num_samples: 6" in out and "  max_epochs: 2" in out

@@ -140,7 +140,7 @@ def test_bad_space_is_one_line_exit_2_before_ray_starts(space_file, capsys, edit
     assert time.monotonic() - started < 5
 
 
-@pytest.mark.parametrize("name, cls", [("asha", "AsyncHyperBandScheduler"), ("hyperband", "HyperBandScheduler"),
+@pytest.mark.parametrize("name, cls", [("asha", "RecordedASHA"), ("hyperband", "HyperBandScheduler"),
                                        ("median", "MedianStoppingRule"), ("pbt", "PopulationBasedTraining"),
                                        ("fifo", "FIFOScheduler")])
 def test_each_scheduler_name(space_file, name, cls):
@@ -159,7 +159,7 @@ def test_scheduler_settings_are_checked(space_file):
 
     space = load_search_space(space_file, settings={"scheduler": {"name": "asha", "cfg": {"grace_periode": 2}}})
     with pytest.raises(ConfigError, match=r"^sweep\.scheduler\.cfg\.grace_periode: unexpected argument 'grace_periode' "
-                                          r"for AsyncHyperBandScheduler; did you mean 'grace_period'\?$"):
+                                          r"for RecordedASHA; did you mean 'grace_period'\?$"):
         build_scheduler(space)
 
 

@@ -200,8 +200,17 @@ def start_local_ray(args: argparse.Namespace) -> EarlyRay | None:
 INVOCATION_FILE = "torchmate_sweep.json"
 
 
+# The command-line flag of each saved setting and resource, for the one-line refusals of a resume.
+SETTING_FLAGS = {"num_samples": "--num-samples", "metric": "--metric", "mode": "--mode", "scheduler": "--scheduler",
+                 "search_alg": "--search", "max_concurrent": "--max-concurrent"}
+RESOURCE_FLAGS = {"workers": "--workers-per-trial", "cpus_per_worker": "--cpus-per-worker",
+                  "gpus_per_worker": "--gpus-per-worker"}
+
+
 def read_invocation(args: argparse.Namespace) -> dict[str, Any]:
-    """What to run: from the command line, or for ``EXPERIMENT_DIR --resume`` from the experiment itself."""
+    """What to run: the command line; or, with ``--resume``, what started the experiment (its saved invocation),
+    found from ``EXPERIMENT_DIR`` or from the search-space file's ``--storage-path``/``--name``. A resumed sweep
+    is the sweep that started: a flag that says otherwise is refused (resume_invocation)."""
     from torchmate_ray.lightning.errors import ConfigError
 
     given = {
@@ -212,18 +221,54 @@ def read_invocation(args: argparse.Namespace) -> dict[str, Any]:
         "resources": {key: getattr(args, key) for key in ("workers", "cpus_per_worker", "gpus_per_worker")
                       if getattr(args, key) is not None},
     }
-    if not Path(args.space_file).is_dir():
-        return given
+    if Path(args.space_file).is_dir():
+        if not args.resume:
+            raise ConfigError(args.space_file, "is an experiment directory; add --resume to continue it")
+        directory = Path(args.space_file).resolve()
+        saved = read_saved_invocation(directory)
+        if saved is None:
+            raise ConfigError(str(directory), f"is not a torchmate-tune experiment (no {INVOCATION_FILE}); give the "
+                              f"search-space file with --storage-path and --name instead")
+        return resume_invocation(saved, given, directory, space_file_given=False)
     if not args.resume:
-        raise ConfigError(args.space_file, "is an experiment directory; add --resume to continue it")
-    directory = Path(args.space_file).resolve()
-    saved = read_saved_invocation(directory)
-    if saved is None:
-        raise ConfigError(str(directory), f"is not a torchmate-tune experiment (no {INVOCATION_FILE}); give the "
-                          f"search-space file with --storage-path and --name instead")
-    saved["settings"] = {**saved["settings"], "storage_path": str(directory.parent), "name": directory.name,
-                         **({"address": args.address} if args.address else {})}
-    return saved
+        return given
+    from torchmate_ray.tune import space, sweep
+
+    named = space.load_search_space(given["space_file"], given["overrides"], given["settings"], given["max_epochs"])
+    saved = read_saved_invocation(sweep.experiment_dir(named)) if named.settings.name else None
+    if saved is None:  # nothing to resume there: check_experiment_dir says so
+        return given
+    return resume_invocation(saved, given, sweep.experiment_dir(named), space_file_given=True)
+
+
+def resume_invocation(saved: dict[str, Any], given: dict[str, Any], directory: Path,
+                      space_file_given: bool) -> dict[str, Any]:
+    """The saved invocation of the experiment in ``directory``, to resume it; refuses, with one line, a flag
+    of this command line that contradicts it (another --num-samples, --max-epochs, scheduler...), since
+    Tune resumes the sweep as it started. ``--address`` may name another cluster."""
+    from torchmate_ray.lightning.errors import ConfigError
+    from torchmate_ray.tune import space
+
+    def refuse(flag: str, was: Any) -> ConfigError:
+        return ConfigError(flag, f"the experiment in {directory} ran with {was!r}; a resumed sweep keeps what it "
+                                 f"started with: leave {flag} out, or start a new sweep with another --name")
+
+    if space_file_given and given["space_file"] != saved["space_file"]:
+        raise refuse("SPACE.py", saved["space_file"])
+    if given["overrides"] and given["overrides"] != saved["overrides"]:
+        raise refuse("--set", saved["overrides"])
+    ran = space.load_search_space(saved["space_file"], saved["overrides"], saved["settings"], saved["max_epochs"])
+    if given["max_epochs"] is not None and given["max_epochs"] != ran.max_epochs:
+        raise refuse("--max-epochs", ran.max_epochs)
+    for key, flag in SETTING_FLAGS.items():
+        if key in given["settings"] and given["settings"][key] != getattr(ran.settings, key):
+            raise refuse(flag, getattr(ran.settings, key))
+    for key, flag in RESOURCE_FLAGS.items():
+        if key in given["resources"] and given["resources"][key] != saved["resources"].get(key):
+            raise refuse(flag, saved["resources"].get(key))
+    address = given["settings"].get("address")
+    return {**saved, "settings": {**saved["settings"], "storage_path": str(directory.parent), "name": directory.name,
+                                  **({"address": address} if address else {})}}
 
 
 def read_saved_invocation(directory: Path) -> dict[str, Any] | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +109,7 @@ class ResultRecord(JsonLoggerCallback):
             path.parent.mkdir(parents=True, exist_ok=True)
             repair_tail(path)
             handle = self._files[trial.trial_id] = path.open("a")
-        handle.write(json.dumps(result, cls=SafeFallbackEncoder) + "\n")
+        handle.write(json.dumps({**result, "recorded_at": time.time()}, cls=SafeFallbackEncoder) + "\n")
         handle.flush()
 
     def log_trial_end(self, trial: Any, failed: bool = False) -> None:

@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 import types
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -130,7 +131,7 @@ def report_from_record(trial_dir: Path, epochs: range) -> None:
         if epoch not in record:
             raise RuntimeError(f"{trial_dir / EPOCH_RECORD} has no line for epoch {epoch}, which the trial's "
                                f"checkpoint says it trained; its record was edited or lost")
-        tune.report({**record[epoch], EPOCHS: epoch})
+        tune.report({key: value for key, value in record[epoch].items() if key != "reported_at"})
 
 
 class EpochReport(Checkpoint):
@@ -156,8 +157,8 @@ class EpochReport(Checkpoint):
         metrics = {key: float(value) for key, value in trainer.callback_metrics.items()}  # one read per epoch
         metrics[EPOCHS] = epochs
         record = {EPOCHS: epochs, "metrics": metrics}
-        if trainer.is_global_zero:
-            append_line(self.trial_dir / EPOCH_RECORD, metrics)
+        if trainer.is_global_zero:  # (when it was reported: bench/record_lag.py measures how late the driver records it)
+            append_line(self.trial_dir / EPOCH_RECORD, {**metrics, "reported_at": time.time()})
         if self.through_tune:
             with tempfile.TemporaryDirectory() as directory:
                 trainer.save_checkpoint(os.path.join(directory, CHECKPOINT_FILE), weights_only=False)
