@@ -7,6 +7,7 @@ trial is a thin driver of a Ray Train V2 run (distributed.py).
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import os
@@ -72,28 +73,38 @@ def train_trial(config: dict[str, Any], layout: TrialLayout = TrialLayout()) -> 
     (after validation), so ASHA compares trials epoch by epoch, and resumes from the last checkpoint
     when Ray restarts the trial.
     """
-    if layout.workers > 1:
-        from torchmate_ray.tune.distributed import run_distributed_trial
-
-        run_distributed_trial(config, layout)
-        return
-    register_file_classes(config)
     trial_dir = Path(layout.experiment_dir) / tune.get_context().get_trial_id()
     trial_dir.mkdir(parents=True, exist_ok=True)
     raised = code_errors(trial_dir)
     if 0 <= layout.max_failures < len(raised):  # Tune restarted it, but only a dead process is retried
         raise RuntimeError(f"{raised[-1]['error']} (the trial's own error, not retried: sweep.max_failures is "
                            f"{layout.max_failures})")
+    if layout.workers > 1:  # Ray Train retries its workers (sweep.max_failures); its failure is the trial's own
+        from torchmate_ray.tune.distributed import run_distributed_trial
+
+        with recording_code_errors(trial_dir):
+            run_distributed_trial(config, layout)
+        return
+    register_file_classes(config)
     try:
-        trainer, model, data = configure_all(config, trial_trainer_kwargs(config, trial_dir, layout))
-        use_shared_cache(data, layout.data_cache)
-        fit_trial(trainer, model, data, trial_dir)
-    except Exception as err:  # the trial's own code raised: FailureBudget counts these apart from dead processes
-        append_line(trial_dir / CODE_ERRORS, {"error": f"{type(err).__name__}: {err}".splitlines()[0]})
-        raise
+        with recording_code_errors(trial_dir):
+            trainer, model, data = configure_all(config, trial_trainer_kwargs(config, trial_dir, layout))
+            use_shared_cache(data, layout.data_cache)
+            fit_trial(trainer, model, data, trial_dir)
     finally:  # the process may serve the next trial (reuse_actors): nothing of this one stays on its GPU
         trainer = model = data = None
         release_memory()
+
+
+@contextlib.contextmanager
+def recording_code_errors(trial_dir: Path) -> Iterator[None]:
+    """What the trial's own code raises is recorded (``code_errors.jsonl``) before Tune sees it: FailureBudget
+    counts these apart from processes that died."""
+    try:
+        yield
+    except Exception as err:
+        append_line(trial_dir / CODE_ERRORS, {"error": f"{type(err).__name__}: {err}".splitlines()[0]})
+        raise
 
 
 def fit_trial(trainer: Any, model: Any, data: Any, trial_dir: Path) -> None:
