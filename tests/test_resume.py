@@ -313,6 +313,22 @@ sweep = {{"metric": "val/accuracy", "mode": "max", "num_samples": 12}}
 '''
 
 
+def saved_experiment(tmp_path: Path, form: str) -> tuple[Path, list[str]]:
+    """An experiment that started as ``RESUMABLE --num-samples 6 --max-epochs 2`` (its saved invocation, no Tune
+    state), and how the command line names it: the experiment ``directory`` or the search-space ``file``."""
+    space = tmp_path / "space.py"
+    space.write_text(RESUMABLE.format(tests=str(Path(__file__).parent)))
+    experiment = tmp_path / "results" / "exp"
+    experiment.mkdir(parents=True)
+    (experiment / "torchmate_sweep.json").write_text(json.dumps({
+        "space_file": str(space), "overrides": [], "max_epochs": 2,
+        "settings": {"num_samples": 6, "name": "exp", "storage_path": str(tmp_path / "results")},
+        "resources": {"workers": 1, "cpus_per_worker": 1, "gpus_per_worker": 0}}))
+    if form == "directory":
+        return experiment, [str(experiment)]
+    return experiment, [str(space), "--storage-path", str(tmp_path / "results"), "--name", "exp"]
+
+
 @pytest.mark.parametrize("form, flags, refused", [
     ("directory", ["--num-samples", "7"], "--num-samples: the experiment in {exp} ran with 6"),
     ("directory", ["--max-epochs", "9"], "--max-epochs: the experiment in {exp} ran with 2"),
@@ -326,16 +342,7 @@ def test_a_resume_that_contradicts_how_the_sweep_started_is_refused(tmp_path, ca
     """The saved invocation is what a resume runs; flags that say otherwise are one line, exit 2, nothing run.
     (The experiment here has its saved invocation but no Tune state: a resume that gets past the check is
     refused next for having nothing to resume.)"""
-    space = tmp_path / "space.py"
-    space.write_text(RESUMABLE.format(tests=str(Path(__file__).parent)))
-    experiment = tmp_path / "results" / "exp"
-    experiment.mkdir(parents=True)
-    (experiment / "torchmate_sweep.json").write_text(json.dumps({
-        "space_file": str(space), "overrides": [], "max_epochs": 2,
-        "settings": {"num_samples": 6, "name": "exp", "storage_path": str(tmp_path / "results")},
-        "resources": {"workers": 1, "cpus_per_worker": 1, "gpus_per_worker": 0}}))
-    where = ([str(experiment)] if form == "directory"
-             else [str(space), "--storage-path", str(tmp_path / "results"), "--name", "exp"])
+    experiment, where = saved_experiment(tmp_path, form)
     assert tune_main([*where, "--resume", *flags]) == 2
     err = capsys.readouterr().err.splitlines()
     expected = refused.format(exp=experiment) if refused else f"--resume: nothing to resume in {experiment}"
@@ -345,16 +352,7 @@ def test_a_resume_that_contradicts_how_the_sweep_started_is_refused(tmp_path, ca
 @pytest.mark.parametrize("form", ["directory", "file"])
 def test_a_resume_runs_the_sweep_as_it_started_not_the_files_defaults(tmp_path, capsys, form):
     """The file says 12 samples and 4 epochs; the experiment started with --num-samples 6 --max-epochs 2."""
-    space = tmp_path / "space.py"
-    space.write_text(RESUMABLE.format(tests=str(Path(__file__).parent)))
-    experiment = tmp_path / "results" / "exp"
-    experiment.mkdir(parents=True)
-    (experiment / "torchmate_sweep.json").write_text(json.dumps({
-        "space_file": str(space), "overrides": [], "max_epochs": 2,
-        "settings": {"num_samples": 6, "name": "exp", "storage_path": str(tmp_path / "results")},
-        "resources": {"workers": 1, "cpus_per_worker": 1, "gpus_per_worker": 0}}))
-    where = ([str(experiment)] if form == "directory"
-             else [str(space), "--storage-path", str(tmp_path / "results"), "--name", "exp"])
+    experiment, where = saved_experiment(tmp_path, form)
     assert tune_main([*where, "--resume", "--dry-run"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert "  num_samples: 6" in out and "  max_epochs: 2" in out

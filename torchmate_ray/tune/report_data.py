@@ -22,7 +22,7 @@ from typing import Any
 from ray.tune.search.sample import Categorical, Domain, Float, Integer, LogUniform, Quantized
 
 from torchmate_ray.lightning.errors import ConfigError
-from torchmate_ray.tune.record import code_errors
+from torchmate_ray.tune.record import RESULT_FILE, code_errors, read_lines
 from torchmate_ray.tune.report import TrialRow, format_value, get_path, varied_paths
 from torchmate_ray.tune.space import SearchSpace, find_domains, load_search_space, read_settings
 from torchmate_ray.tune.trial import EPOCHS
@@ -209,7 +209,7 @@ def read_trials(directory: Path, space: SearchSpace, states: Mapping[str, str],
     complete = (directory / "summary.json").is_file()
     trials, seconds = [], {}
     for trial_dir in sorted(p for p in directory.iterdir() if p.is_dir() and _is_trial_dir(p)):
-        lines = read_result_lines(trial_dir / "result.json")
+        lines = read_lines(trial_dir / RESULT_FILE)
         trial_id = str(lines[-1].get("trial_id") or trial_dir.name) if lines else trial_dir.name
         config = _read_json(trial_dir / "params.json") or (lines[-1].get("config") if lines else None) or {}
         curve = read_curve(lines, space.settings.metric)
@@ -230,21 +230,6 @@ def read_trials(directory: Path, space: SearchSpace, states: Mapping[str, str],
                                    {path: None for path in varied}, {}, []))
             seconds[trial_id] = 0.0
     return trials, seconds
-
-
-def read_result_lines(path: Path) -> list[dict[str, Any]]:
-    """The JSON lines of a trial's ``result.json``, skipping a last line cut short by a kill."""
-    if not path.is_file():
-        return []
-    lines = []
-    for text in path.read_text().splitlines():
-        try:
-            line = json.loads(text)
-        except ValueError:
-            continue
-        if isinstance(line, dict):
-            lines.append(line)
-    return lines
 
 
 def read_curve(lines: list[dict[str, Any]], metric: str) -> list[tuple[int, float]]:
