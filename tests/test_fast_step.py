@@ -69,6 +69,21 @@ def test_fast_steps_keep_lightnings_precision_handling(tiny_config, fast_trainer
     assert all(torch.equal(value, slow_state[name]) for name, value in fast_model.state_dict().items())
 
 
+class CountBackwards(pl.Callback):
+    def __init__(self):
+        self.calls = 0
+
+    def on_after_backward(self, trainer, pl_module):
+        self.calls += 1
+
+
+def test_fast_steps_call_backward_hooks_where_they_are_overridden(tiny_config, fast_trainer):
+    """A fast step calls loss.backward() itself only where nothing hooks into backward; else manual_backward."""
+    counter = CountBackwards()
+    trainer, model, automatic = fit(tiny_config, fast_trainer, [counter])
+    assert automatic == [False] * 2 and counter.calls == 2
+
+
 @pytest.mark.parametrize("change", [
     {"training": {"gradient_clip_val": 1.0}},
     {"training": {"accumulate_grad_batches": 2}},

@@ -3,6 +3,7 @@ come from the config, each through a hook that a subclass may override."""
 
 from __future__ import annotations
 
+import inspect
 import types
 import weakref
 from collections.abc import Mapping, Sequence
@@ -27,6 +28,8 @@ AUTOMATIC_ONLY_HOOKS = ("optimizer_step", "optimizer_zero_grad", "configure_grad
 # Precision plugins whose manual optimization (manual_backward, LightningOptimizer.step) Lightning supports as
 # its automatic one, on one device; their subclasses (DeepSpeed's, FSDP's, XLA's...) keep the automatic loop.
 FAST_STEP_PRECISIONS = (Precision, MixedPrecision, HalfPrecision, DoublePrecision)
+# What manual_backward adds to loss.backward() with the plain 32-bit plugin on one device: these hooks' calls.
+BACKWARD_HOOKS = ("on_before_backward", "on_after_backward")
 
 
 class ConfigurableLightningModule(pl.LightningModule):
@@ -41,13 +44,15 @@ class ConfigurableLightningModule(pl.LightningModule):
 
     Fast steps: where a fit needs nothing of Lightning's automatic optimization loop but the optimizer step
     itself (one optimizer, no LR scheduler, no gradient clipping or accumulation, one device: see
-    ``can_take_fast_steps``), ``training_step`` zeroes the gradients, calls ``manual_backward`` and steps the
-    optimizer itself, through Lightning's manual optimization: the same updates, hooks, precision handling and
-    ``global_step``, without the loop's closure and per-step hooks that nothing here uses. Any other fit takes
-    Lightning's automatic optimization as configured.
+    ``can_take_fast_steps``), ``training_step`` zeroes the gradients, calls ``manual_backward`` (or, where
+    nothing hooks into it, ``loss.backward()``: ``can_skip_backward_hooks``) and steps the optimizer itself,
+    through Lightning's manual optimization: the same updates, precision handling and ``global_step``, without
+    the loop's closure and the per-step hooks that nothing here uses. Any other fit takes Lightning's automatic
+    optimization as configured.
     """
 
     _fast_step_trainer: weakref.ref | None = None  # the Trainer whose fit takes fast steps (see on_fit_start)
+    _fast_backward = False  # whether those steps call loss.backward() directly (see on_fit_start)
 
     log_separator = "/"
     log_metrics: dict[str, str] = {}
@@ -154,6 +159,16 @@ class ConfigurableLightningModule(pl.LightningModule):
                 and type(trainer.strategy) is SingleDeviceStrategy
                 and type(trainer.precision_plugin) in FAST_STEP_PRECISIONS)
 
+    def can_skip_backward_hooks(self) -> bool:
+        """Whether a fast step may call ``loss.backward()`` itself rather than ``manual_backward``: with the plain
+        32-bit precision plugin, where neither the module (``backward`` included) nor a callback overrides the
+        hooks that manual_backward would call around it (``BACKWARD_HOOKS``)."""
+        module_type = type(self)
+        return (type(self.trainer.precision_plugin) is Precision
+                and not any(overrides(module_type, pl.LightningModule, hook) for hook in (*BACKWARD_HOOKS, "backward"))
+                and not any(overrides(type(callback), pl.Callback, hook)
+                            for callback in self.trainer.callbacks for hook in BACKWARD_HOOKS))
+
     def takes_fast_steps(self) -> bool:
         """Whether the current fit takes fast steps (decided at its start by ``can_take_fast_steps``)."""
         fast = self._fast_step_trainer() if self._fast_step_trainer is not None else None
@@ -166,20 +181,23 @@ class ConfigurableLightningModule(pl.LightningModule):
             return None
 
     def fast_step(self, batch: Any, batch_idx: int) -> Any:
-        """A training step that optimizes: ``shared_step``, then zero_grad, ``manual_backward``, ``step``, in
-        the order of Lightning's automatic loop. Returns what ``shared_step`` returned."""
+        """A training step that optimizes: ``shared_step``, then zero_grad, backward, ``step``, in the order of
+        Lightning's automatic loop. Returns what ``shared_step`` returned."""
         optimizer = self.optimizers()
         output = self.shared_step(batch, batch_idx, "train")
         loss = output.get("loss") if isinstance(output, Mapping) else output
         if isinstance(output, Mapping) and loss is None:
             raise KeyError(f"{type(self).__name__}.shared_step returned a dict without 'loss'; add it")
-        if loss is None:  # as Lightning's automatic loop does: the step is skipped
-            return None
-        if not isinstance(loss, Tensor):
+        if loss is not None and not isinstance(loss, Tensor):
             raise TypeError(f"{type(self).__name__}.shared_step returned {type(loss).__name__}, not a loss tensor, "
                             f"a dict with 'loss', or None")
         optimizer.zero_grad()
-        self.manual_backward(loss)
+        if loss is None:  # as Lightning's automatic loop does: gradients zeroed, no backward, no step
+            return None
+        if self._fast_backward:
+            loss.backward()
+        else:
+            self.manual_backward(loss)
         optimizer.step()
         return output
 
@@ -197,7 +215,9 @@ class ConfigurableLightningModule(pl.LightningModule):
         # After the optimizers and schedulers are set up and before any step; tied to this Trainer, so that the
         # next fit (another Trainer, maybe with gradient clipping) starts in automatic optimization until its
         # own start decides.
-        self._fast_step_trainer = weakref.ref(self.trainer) if self.can_take_fast_steps() else None
+        fast = self.can_take_fast_steps()
+        self._fast_step_trainer = weakref.ref(self.trainer) if fast else None
+        self._fast_backward = fast and self.can_skip_backward_hooks()
 
     def configure_optimizers(self) -> Any:
         optimizers = self.configure_optimizers_only()
@@ -210,6 +230,10 @@ class ConfigurableLightningModule(pl.LightningModule):
         if self.takes_fast_steps():
             return self.fast_step(batch, batch_idx)
         return self.shared_step(batch, batch_idx, "train")
+
+    # Lightning reads training_step's signature at every step (does it take batch_idx?); inspect returns a
+    # function's __signature__ as is, instead of building it anew from the code each time.
+    training_step.__signature__ = inspect.signature(training_step)  # type: ignore[attr-defined]
 
     def validation_step(self, batch: Any, batch_idx: int) -> Any:
         return self.shared_step(batch, batch_idx, "val")
