@@ -61,11 +61,10 @@ class SupervisedLearner(ConfigurableLightningModule):
 
     def count_correct(self, logits: Tensor, y: Tensor) -> Tensor:
         """How many targets are among the top k of ``logits`` (classes on dim 1): for top-1 (no ``topk``) a
-        0-dim count, else one count per configured k. Neither argmax nor topk records a graph, so ``logits``
-        need not be detached."""
+        0-dim count, else one count per configured k. ``logits`` may carry a graph: argmax records none."""
         if not self.topk:
             return (logits.argmax(1) == y).sum()
-        top = logits.topk(max(self.topk), dim=1).indices == y.unsqueeze(1)
+        top = logits.detach().topk(max(self.topk), dim=1).indices == y.unsqueeze(1)
         return torch.stack([top[:, :k].any(1).sum() for k in self.topk])
 
     def log_epoch_metrics(self, phase: str) -> None:
