@@ -21,8 +21,8 @@ class SupervisedLearner(ConfigurableLightningModule):
     Logs ``{phase}/loss`` and, with ``learner.cfg.classification: True``, ``{phase}/accuracy`` (or
     ``{phase}/accuracy@k`` for each k of ``learner.cfg.topk``): each the mean over the phase's epoch (the
     loss weighted by batch size, the accuracy over every target), summed over all DDP ranks. A step adds its
-    sums to one tensor on the device; they are read and logged once, at the epoch's end: a step neither waits
-    for the device nor pays per-value bookkeeping (torchmetrics' ``MeanMetric.update`` and Lightning's
+    sums in place to tensors on the device; they are read and logged once, at the epoch's end: a step neither
+    waits for the device nor pays per-value bookkeeping (torchmetrics' ``MeanMetric.update`` and Lightning's
     ``log`` each cost a step of a small model on a GPU about 0.3 ms). With a progress bar or a logger the
     training loss is also logged at every step. ``predict_step`` returns the model's outputs and logs nothing.
     """
@@ -53,17 +53,18 @@ class SupervisedLearner(ConfigurableLightningModule):
         output = self(x)
         loss = self.criteria(*output, y) if isinstance(output, tuple) else self.criteria(output, y)
         logits = output[0] if isinstance(output, tuple) else output
-        self.epoch_sums[phase].add(loss.detach() * len(y), len(y),
-                                   self.count_correct(logits.detach(), y) if self.classification else None, y.numel())
+        self.epoch_sums[phase].add(loss.detach(), len(y), self.count_correct(logits, y) if self.classification else None,
+                                   y.numel())
         if phase == "train" and self.shows_steps():
             self.log(self.log_key(phase, "loss"), loss, prog_bar=True, batch_size=len(y), on_step=True, on_epoch=False)
         return loss
 
     def count_correct(self, logits: Tensor, y: Tensor) -> Tensor:
-        """How many targets are among the top k of ``logits`` (classes on dim 1), for each configured k."""
+        """How many targets are among the top k of ``logits`` (classes on dim 1): for top-1 (no ``topk``) a
+        0-dim count, else one count per configured k. ``logits`` may carry a graph: argmax records none."""
         if not self.topk:
-            return (logits.argmax(1) == y).sum().unsqueeze(0)
-        top = logits.topk(max(self.topk), dim=1).indices == y.unsqueeze(1)
+            return (logits.argmax(1) == y).sum()
+        top = logits.detach().topk(max(self.topk), dim=1).indices == y.unsqueeze(1)
         return torch.stack([top[:, :k].any(1).sum() for k in self.topk])
 
     def log_epoch_metrics(self, phase: str) -> None:
@@ -88,28 +89,38 @@ class SupervisedLearner(ConfigurableLightningModule):
 
 
 class EpochSums:
-    """An epoch's sums of a phase's metrics, on the device: ``[loss x samples, correct@k...]``, with the
-    numbers of samples and of targets they are over counted on the host (no device read per step)."""
+    """An epoch's sums of a phase's metrics, on the device: the loss times the samples, and the correct counts
+    (``correct@k...``), with the numbers of samples and of targets they are over counted on the host (no device
+    read per step). A step adds to them in place: two operations beyond computing the counts."""
 
     def __init__(self) -> None:
-        self.sums: Tensor | None = None
+        self.sums: tuple[Tensor, Tensor | None] | None = None  # (loss sum, correct counts); None: nothing added
         self.samples = self.targets = 0
 
-    def add(self, loss_sum: Tensor, samples: int, correct: Tensor | None, targets: int) -> None:
-        values = loss_sum.unsqueeze(0) if correct is None else torch.cat([loss_sum.unsqueeze(0), correct.to(loss_sum)])
-        self.sums = values if self.sums is None else self.sums + values
+    def add(self, loss: Tensor, samples: int, correct: Tensor | None, targets: int) -> None:
+        """Add a batch's mean ``loss`` (detached) over ``samples`` and its ``correct`` counts over ``targets``."""
+        if self.sums is None:  # the loss sum at least in float32; counts as integers, exact at any size
+            dtype = torch.promote_types(loss.dtype, torch.float32)
+            self.sums = (torch.zeros((), dtype=dtype, device=loss.device),
+                         None if correct is None else torch.zeros_like(correct, dtype=torch.int64))
+        loss_sum, correct_sum = self.sums
+        loss_sum.add_(loss, alpha=samples)
+        if correct_sum is not None:
+            correct_sum.add_(correct)
         self.samples, self.targets = self.samples + samples, self.targets + targets
 
     def means(self, strategy: Any) -> Tensor | None:
-        """The epoch's means, summed over the ranks of ``strategy`` (Lightning's), or None if nothing was added;
-        the sums start anew."""
+        """The epoch's means ``[loss, accuracy@k...]``, summed over the ranks of ``strategy`` (Lightning's), or
+        None if nothing was added; the sums start anew."""
         if self.sums is None:
             return None
-        counts = torch.tensor([self.samples] + [self.targets] * (len(self.sums) - 1), dtype=self.sums.dtype,
-                              device=self.sums.device)
-        sums = strategy.reduce(torch.stack([self.sums, counts]), reduce_op="sum")
+        loss_sum, correct_sum = self.sums
+        sums = loss_sum.reshape(1) if correct_sum is None else torch.cat([loss_sum.reshape(1),
+                                                                          correct_sum.reshape(-1).to(loss_sum.dtype)])
+        counts = torch.tensor([self.samples] + [self.targets] * (len(sums) - 1), dtype=sums.dtype, device=sums.device)
+        totals = strategy.reduce(torch.stack([sums, counts]), reduce_op="sum")
         self.sums, self.samples, self.targets = None, 0, 0
-        return sums[0] / sums[1]
+        return totals[0] / totals[1]
 
 
 def read_learner_options(learner: Any) -> dict[str, Any]:
