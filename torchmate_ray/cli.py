@@ -22,6 +22,8 @@ import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import TYPE_CHECKING, Any, Sequence  # noqa: E402
 
+from torchmate_ray.tune.choices import SCHEDULERS, SEARCHERS  # noqa: E402  (names only: imports nothing heavy)
+
 if TYPE_CHECKING:
     from torchmate_ray.tune.resources import EarlyRay
 
@@ -81,8 +83,8 @@ def build_tune_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-epochs", type=int, help="epochs per trial; also ASHA's max_t (sets training.max_epochs)")
     parser.add_argument("--metric", help="metric to optimize, one the learner logs (e.g. val/accuracy)")
     parser.add_argument("--mode", choices=["min", "max"], help="minimize or maximize --metric")
-    parser.add_argument("--scheduler", choices=["asha", "hyperband", "median", "pbt", "fifo"])
-    parser.add_argument("--search", dest="search_alg", choices=["random", "optuna"])
+    parser.add_argument("--scheduler", choices=list(SCHEDULERS))
+    parser.add_argument("--search", dest="search_alg", choices=list(SEARCHERS))
     parser.add_argument("--workers-per-trial", type=int, dest="workers")
     parser.add_argument("--cpus-per-worker", type=float)
     parser.add_argument("--gpus-per-worker", type=float)

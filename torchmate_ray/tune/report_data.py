@@ -22,6 +22,7 @@ from typing import Any
 from ray.tune.search.sample import Categorical, Domain, Float, Integer, LogUniform, Quantized
 
 from torchmate_ray.lightning.errors import ConfigError
+from torchmate_ray.tune.choices import list_milestones
 from torchmate_ray.tune.record import RESULT_FILE, code_errors, read_lines
 from torchmate_ray.tune.report import TrialRow, format_value, get_path, varied_paths
 from torchmate_ray.tune.space import SearchSpace, find_domains, load_search_space, read_settings
@@ -274,20 +275,9 @@ def rank_trials(trials: list[TrialRow], mode: str) -> list[TrialRow]:
 
 
 def build_rungs(space: SearchSpace, trials: list[TrialRow]) -> list[Rung]:
-    """ASHA's rungs (``grace_period * reduction_factor**k`` below ``max_t``, then ``max_t``; other
-    schedulers: every epoch) with the number of trials that reached each."""
-    spec = space.settings.scheduler
-    name, cfg = (spec["name"], dict(spec.get("cfg") or {})) if isinstance(spec, Mapping) else (spec, {})
-    if name == "asha":
-        grace, factor = cfg.get("grace_period", 1), cfg.get("reduction_factor", 3)
-        max_t = cfg.get("max_t", space.max_epochs)
-        milestones = []
-        while grace < max_t:
-            milestones.append(grace)
-            grace *= factor
-        milestones.append(max_t)
-    else:
-        milestones = list(range(1, space.max_epochs + 1))
+    """The scheduler's milestones (ASHA's rungs; other schedulers: every epoch, see choices.list_milestones)
+    with the number of trials that reached each."""
+    milestones = list_milestones(space.settings.scheduler, space.max_epochs)
     return [Rung(int(m), sum(t.epochs >= m for t in trials)) for m in milestones]
 
 

@@ -15,15 +15,15 @@ import ray
 from ray import tune
 from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
 from ray.tune.search import BasicVariantGenerator
-from ray.tune.search.sample import Categorical, Function
 
 from torchmate_ray.lightning.build import call_checked
 from torchmate_ray.lightning.configure import configure_data
 from torchmate_ray.lightning.errors import ConfigError
 from torchmate_ray.lightning.files import module_name
+from torchmate_ray.tune.choices import SCHEDULERS, SEARCHERS, read_choice
 from torchmate_ray.tune.interrupt import Interruption
 from torchmate_ray.tune.progress import SweepProgress, build_progress, quiet_ray_output
-from torchmate_ray.tune.record import CODE_ERRORS, FailureBudget, RecordedASHA, ResultRecord
+from torchmate_ray.tune.record import CODE_ERRORS, FailureBudget, ResultRecord
 from torchmate_ray.tune.resources import (EarlyRay, LocalRay, ResourcePlan, cluster_nodes, connect_ray, local_nodes,
                                           plan_resources)
 from torchmate_ray.tune.space import SearchSpace, find_domains, sample_configs
@@ -100,11 +100,11 @@ def run_sweep(space: SearchSpace, plan: ResourcePlan, resume: bool = False, retr
     shared_cache = cache and ray.put(cache)
     del data, cache  # the object store holds the cache now
     s = space.settings
+    _, scheduler, _ = read_choice(SCHEDULERS, s.scheduler, "sweep.scheduler")
     layout = TrialLayout(workers=plan.workers, cpus_per_worker=plan.cpus_per_worker,
                          gpus_per_worker=plan.gpus_per_worker, max_failures=s.max_failures,
                          checkpoints_to_keep=s.checkpoints_to_keep, experiment_dir=str(path),
-                         # PBT's exploit hands one trial's checkpoint to another: only through Tune's checkpoints
-                         tune_checkpoints=scheduler_name(space) == "pbt",
+                         tune_checkpoints=scheduler.tune_checkpoints,
                          train_storage=str(path / "train_runs"), data_cache=shared_cache)
     trainable = tune.with_resources(tune.with_parameters(train_trial, layout=layout), plan.bundle)
     started = time.monotonic()
@@ -213,72 +213,18 @@ def build_run_config(space: SearchSpace, path: Path, verbose: bool = False) -> R
 
 def build_scheduler(space: SearchSpace) -> Any:
     """The trial scheduler from ``sweep.scheduler`` (a name or ``{"name", "cfg"}``), rungs in epochs."""
-    from ray.tune.schedulers import (FIFOScheduler, HyperBandScheduler, MedianStoppingRule,
-                                     PopulationBasedTraining)
-
-    spec = space.settings.scheduler
-    name, cfg = scheduler_name(space), dict(spec.get("cfg") or {}) if isinstance(spec, Mapping) else {}
-    max_t = space.max_epochs
-    defaults: dict[str, tuple[Any, dict[str, Any]]] = {
-        "asha": (RecordedASHA, {"time_attr": TIME_ATTR, "max_t": max_t, "grace_period": 1, "reduction_factor": 3}),
-        "hyperband": (HyperBandScheduler, {"time_attr": TIME_ATTR, "max_t": max_t, "reduction_factor": 3}),
-        "median": (MedianStoppingRule, {"time_attr": TIME_ATTR, "grace_period": 1, "min_samples_required": 3}),
-        "pbt": (PopulationBasedTraining, {"time_attr": TIME_ATTR, "perturbation_interval": 1}),
-        "fifo": (FIFOScheduler, {}),
-    }
-    target, kwargs = defaults[name]
-    if name == "pbt" and "hyperparam_mutations" not in cfg:
-        kwargs["hyperparam_mutations"] = pbt_mutations(space.config)
-    return call_checked(target, (), {**kwargs, **cfg}, "sweep.scheduler.cfg")
-
-
-def scheduler_name(space: SearchSpace) -> str:
-    """``sweep.scheduler``'s name (it is a name or ``{"name", "cfg"}``)."""
-    spec = space.settings.scheduler
-    return spec["name"] if isinstance(spec, Mapping) else spec
-
-
-def pbt_mutations(config: Mapping[str, Any]) -> dict[str, Any]:
-    """PBT's ``hyperparam_mutations``: the config's domains that sit at dict-only key paths."""
-    mutations: dict[str, Any] = {}
-    for path, domain in find_domains(config):
-        parts = path.split(".")
-        if "<option" in path or any(p.isdigit() for p in parts) or isinstance(domain, (Function, Mapping)):
-            continue
-        node = mutations
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = domain
-    if not mutations:
-        raise ConfigError("sweep.scheduler", "PBT needs continuous or choice domains at dict key paths to mutate; "
-                          "use another scheduler")
-    return mutations
+    _, choice, cfg = read_choice(SCHEDULERS, space.settings.scheduler, "sweep.scheduler")
+    arguments = choice.arguments(cfg, {"time_attr": TIME_ATTR, "max_t": space.max_epochs}, space.config)
+    return call_checked(choice.load(), (), arguments, "sweep.scheduler.cfg")
 
 
 def build_searcher(space: SearchSpace, max_concurrent: int | None = None) -> Any:
-    """Tune's random and grid search (``BasicVariantGenerator``; ``cfg: {"random_state": 7}`` draws the same
-    configs every time) or Optuna's TPE through Ray's OptunaSearch."""
-    spec = space.settings.search_alg
-    name, cfg = (spec["name"], dict(spec.get("cfg") or {})) if isinstance(spec, Mapping) else (spec, {})
-    if name == "random":
-        return call_checked(BasicVariantGenerator, (), {"max_concurrent": max_concurrent or 0, **cfg},
-                            "sweep.search_alg.cfg")
-    check_optuna_space(space.config)
-    from ray.tune.search.optuna import OptunaSearch
-
-    return call_checked(OptunaSearch, (), cfg, "sweep.search_alg.cfg")
-
-
-def check_optuna_space(config: Mapping[str, Any]) -> None:
-    """Optuna samples plain domains at dict key paths only; refuse the rest up front, by key."""
-    for path, domain in find_domains(config):
-        reason = ("grid_search" if isinstance(domain, Mapping) else "sample_from" if isinstance(domain, Function)
-                  else "a domain inside a choice" if "<option" in path
-                  else "a choice among dicts, lists or classes" if isinstance(domain, Categorical) and not all(
-                      isinstance(c, (str, int, float, bool, type(None))) for c in domain.categories)
-                  else "a domain inside a list" if any(p.isdigit() for p in path.split(".")) else None)
-        if reason:
-            raise ConfigError(path, f"Optuna cannot search {reason}; use --search random, or move the domain")
+    """The searcher from ``sweep.search_alg`` (a name or ``{"name", "cfg"}``; see choices.SEARCHERS)."""
+    _, choice, cfg = read_choice(SEARCHERS, space.settings.search_alg, "sweep.search_alg")
+    if choice.check is not None:
+        choice.check(space.config)
+    arguments = choice.arguments(cfg, {"max_concurrent": max_concurrent or 0}, space.config)
+    return call_checked(choice.load(), (), arguments, "sweep.search_alg.cfg")
 
 
 def prepare_trial_config(space: SearchSpace) -> dict[str, Any]:
