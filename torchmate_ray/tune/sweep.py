@@ -21,6 +21,7 @@ from torchmate_ray.lightning.configure import configure_data
 from torchmate_ray.lightning.errors import ConfigError
 from torchmate_ray.lightning.files import module_name
 from torchmate_ray.tune.choices import SCHEDULERS, SEARCHERS, read_choice
+from torchmate_ray.tune.experiment import Experiment
 from torchmate_ray.tune.interrupt import Interruption
 from torchmate_ray.tune.progress import SweepProgress, build_progress, quiet_ray_output
 from torchmate_ray.tune.record import CODE_ERRORS, FailureBudget, ResultRecord
@@ -47,14 +48,6 @@ class SweepRun:
     interrupted_by: str | None = None     # "SIGINT" or "SIGTERM": the sweep was stopped before its trials ended
 
 
-def experiment_dir(space: SearchSpace) -> Path:
-    return Path(space.settings.storage_path).expanduser().resolve() / space.settings.name
-
-
-def default_name(space: SearchSpace) -> str:
-    return f"{space.path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
 def plan_sweep(space: SearchSpace) -> ResourcePlan:
     """The resource plan against this machine (local) or the cluster at ``address`` (connects to it)."""
     if space.settings.address:
@@ -63,27 +56,19 @@ def plan_sweep(space: SearchSpace) -> ResourcePlan:
     return plan_resources(space.settings, local_nodes(), space.num_trials)
 
 
-def check_experiment_dir(space: SearchSpace, resume: bool) -> Path:
-    """The experiment directory, refused if ``resume`` finds nothing there or a new sweep would overwrite one."""
-    path = experiment_dir(space)
-    if resume and not tune.Tuner.can_restore(str(path)):
-        raise ConfigError("--resume", f"nothing to resume in {path}; check --storage-path and --name")
-    if not resume and path.exists() and tune.Tuner.can_restore(str(path)):
-        raise ConfigError("--name", f"{path} already holds an experiment; continue it with --resume or pick another --name")
-    return path
-
-
-def run_sweep(space: SearchSpace, plan: ResourcePlan, resume: bool = False, retry_errored: bool = False,
+def run_sweep(space: SearchSpace, plan: ResourcePlan, experiment: Experiment, retry_errored: bool = False,
               verbose: bool = False, early_ray: EarlyRay | None = None) -> SweepRun:
-    """Run (or resume) the sweep of ``space`` under ``plan`` and return its results.
+    """Run (or resume: ``experiment.resume``) the sweep of ``space`` under ``plan`` and return its results.
 
     Resuming keeps finished trials as they are and continues interrupted ones from their last
     checkpoint; errored ones continue from theirs only with ``retry_errored``. The config must
-    already be validated (``validate_space``): nothing here checks names. Progress shows as a compact
-    table (progress.py), or with ``verbose`` as Ray Tune's own output. ``early_ray``: the local Ray the
-    command started before it knew the plan (used if it fits the plan).
+    already be validated (``validate_space``) and the experiment opened (``experiment.open_experiment``):
+    nothing here checks names. The pre-flight (data, cache, Ray, storage) may still refuse the sweep, before
+    anything is written; once it passes, the experiment keeps its invocation (``Experiment.accept``). Progress
+    shows as a compact table (progress.py), or with ``verbose`` as Ray Tune's own output. ``early_ray``: the
+    local Ray the command started before it knew the plan (used if it fits the plan).
     """
-    path = check_experiment_dir(space, resume)
+    path, resume = experiment.directory, experiment.resume
     trial_config = prepare_trial_config(space)
     # may refuse: before Ray starts
     tune_config, run_config = build_tune_config(space, plan), build_run_config(space, path, verbose)
@@ -107,6 +92,7 @@ def run_sweep(space: SearchSpace, plan: ResourcePlan, resume: bool = False, retr
                          tune_checkpoints=scheduler.tune_checkpoints,
                          train_storage=str(path / "train_runs"), data_cache=shared_cache)
     trainable = tune.with_resources(tune.with_parameters(train_trial, layout=layout), plan.bundle)
+    experiment.accept(plan.resources())  # as planned: GPU shares included
     started = time.monotonic()
     with quiet_ray_output(verbose), Interruption() as interruption:
         if resume:
@@ -153,11 +139,19 @@ def check_storage_shared(path: Path) -> None:
     """Refuse a storage path that some node of the cluster cannot write, or whose files this node cannot see.
 
     Trials write checkpoints from whichever node runs them and a resumed sweep reads them back from
-    here (ray#37177): on a multi-node cluster the experiment must live on shared storage.
+    here (ray#37177): on a multi-node cluster the experiment must live on shared storage. Leaves no
+    directory that was not there (a refused sweep leaves no experiment).
     """
+    created = not path.exists()
+    try:
+        _check_storage_shared(path, path / ".storage_check")
+    finally:
+        shutil.rmtree(path if created else path / ".storage_check", ignore_errors=True)
+
+
+def _check_storage_shared(path: Path, probe: Path) -> None:
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    probe = path / ".storage_check"
     probe.mkdir(parents=True, exist_ok=True)
     nodes = [(n["NodeID"], n["NodeManagerAddress"]) for n in ray.nodes() if n.get("Alive")]
     write = ray.remote(num_cpus=0)(_write_probe)
@@ -170,7 +164,6 @@ def check_storage_shared(path: Path) -> None:
         if not (probe / node_id).is_file():
             raise ConfigError("--storage-path", f"{path} is not shared: what node {ip} writes there does not appear "
                               f"on this node; use a directory that every node shares (NFS, EFS) at the same path")
-    shutil.rmtree(probe, ignore_errors=True)
 
 
 def _write_probe(directory: str, name: str) -> str | None:
