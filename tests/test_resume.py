@@ -356,3 +356,20 @@ def test_a_resume_runs_the_sweep_as_it_started_not_the_files_defaults(tmp_path, 
     assert tune_main([*where, "--resume", "--dry-run"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert "  num_samples: 6" in out and "  max_epochs: 2" in out
+
+
+def test_an_accepted_sweep_keeps_its_invocation_with_its_name_and_planned_resources(tmp_path):
+    """What a resume and the report read back: written by Experiment.accept (not before), named, resources as planned."""
+    from torchmate_ray.tune.experiment import Invocation, open_experiment, read_invocation
+
+    space_file = tmp_path / "space.py"
+    space_file.write_text(RESUMABLE.format(tests=str(Path(__file__).parent)))
+    given = Invocation(str(space_file), max_epochs=2, settings={"num_samples": 6, "storage_path": str(tmp_path)})
+    space = given.load_space()
+    experiment = open_experiment(space, given, resume=False)
+    assert experiment.directory == tmp_path / space.settings.name and not experiment.directory.exists()
+    experiment.accept({"workers": 1, "cpus_per_worker": 1, "gpus_per_worker": 0.25})
+    saved = read_invocation(experiment.directory)
+    assert saved == Invocation(str(space_file), [], 2, {**given.settings, "name": space.settings.name},
+                               {"workers": 1, "cpus_per_worker": 1, "gpus_per_worker": 0.25})
+    assert saved.load_space().settings.resources["gpus_per_worker"] == 0.25

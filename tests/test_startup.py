@@ -155,6 +155,26 @@ REFUSALS = [
 ]
 
 
+@pytest.mark.parametrize("existing", [False, True], ids=["new-directory", "existing-empty-directory"])
+def test_a_sweep_refused_after_its_experiment_line_keeps_no_invocation(tmp_path, capsys, monkeypatch, existing):
+    """The invocation is written once the sweep is accepted: data that cannot be cached is refused in the sweep's
+    pre-flight, after the experiment line, and leaves no torchmate_sweep.json (and no directory it made)."""
+    from torchmate_ray import cli
+
+    monkeypatch.setattr(cli, "start_local_ray", lambda args: None)  # the refusal comes before the sweep needs Ray
+    _, optimizer, extra, expected = REFUSALS[1]
+    space = write_space(tmp_path, optimizer=optimizer)
+    space.write_text(space.read_text() + extra)
+    experiment = tmp_path / "results" / "exp"
+    if existing:  # a directory without an experiment in it: a new sweep may use it
+        experiment.mkdir(parents=True)
+    assert cli.tune_main([str(space), "--storage-path", str(tmp_path / "results"), "--name", "exp"]) == 2
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0] == f"experiment: {experiment}  (continue it with: torchmate-tune {experiment} --resume)"
+    assert err.splitlines()[-1:] == ["torchmate-tune: error: " + expected]
+    assert not (experiment / "torchmate_sweep.json").exists() and experiment.exists() == existing
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("optimizer, extra, expected", [r[1:] for r in REFUSALS], ids=[r[0] for r in REFUSALS])
 def test_a_refusal_after_ray_started_early_leaves_no_ray_process(tmp_path, optimizer, extra, expected):

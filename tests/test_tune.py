@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -90,6 +91,8 @@ def test_dry_run_prints_domains_settings_and_plan(space_file, capsys):
     assert "  optimizer.cfg.lr  loguniform(0.003, 0.01)" in out.splitlines()
     assert "  num_samples: 7" in out.splitlines() and "  metric: val/accuracy" in out.splitlines()
     assert "  each trial: 0.5 CPU, 0 GPU" in out.splitlines()
+    assert "  scheduler: asha (RecordedASHA: max_t=2, grace_period=1, reduction_factor=3)" in out.splitlines()
+    assert "  search_alg: random (BasicVariantGenerator)" in out.splitlines()
     assert not ray.is_initialized()
 
 
@@ -161,6 +164,49 @@ def test_scheduler_settings_are_checked(space_file):
     with pytest.raises(ConfigError, match=r"^sweep\.scheduler\.cfg\.grace_periode: unexpected argument 'grace_periode' "
                                           r"for RecordedASHA; did you mean 'grace_period'\?$"):
         build_scheduler(space)
+
+
+def test_each_scheduler_and_searcher_name_is_listed_in_one_table_only():
+    """choices.py's tables feed the command line, the check of the settings, the builders and the report: no
+    other module of the package spells a name out."""
+    import re
+
+    import torchmate_ray
+    from torchmate_ray.cli import build_tune_parser
+    from torchmate_ray.lightning import ConfigError
+    from torchmate_ray.tune import choices
+    from torchmate_ray.tune.space import read_settings
+
+    names = [*choices.SCHEDULERS, *choices.SEARCHERS]
+    quoted = re.compile("[\"']({})[\"']".format("|".join(names)))
+    package = Path(torchmate_ray.__file__).parent
+    spelled = [f"{path.relative_to(package)}: {match.group(0)}" for path in sorted(package.rglob("*.py"))
+               if path.name != "choices.py" for match in quoted.finditer(path.read_text())]
+    assert spelled == []
+    flags = {action.dest: action.choices for action in build_tune_parser()._actions}
+    assert flags["scheduler"] == list(choices.SCHEDULERS) and flags["search_alg"] == list(choices.SEARCHERS)
+    assert choices.DEFAULT_SCHEDULER in choices.SCHEDULERS and choices.DEFAULT_SEARCHER in choices.SEARCHERS
+    with pytest.raises(ConfigError) as caught:
+        read_settings({"scheduler": "ashaa"})
+    assert str(caught.value) == ("sweep.scheduler: unknown choice 'ashaa' (str); did you mean 'asha'?; use one of "
+                                 f"{', '.join(choices.SCHEDULERS)}")
+
+
+@pytest.mark.parametrize("setting", [["asha"], {"cfg": {}}], ids=["a-list", "no-name"])
+def test_a_scheduler_that_is_no_name_is_refused_in_one_line(setting):
+    from torchmate_ray.lightning import ConfigError
+    from torchmate_ray.tune.space import read_settings
+
+    with pytest.raises(ConfigError, match=r"^sweep\.scheduler: unknown choice .*; use one of asha, hyperband"):
+        read_settings({"scheduler": setting})
+
+
+def test_the_command_line_reads_the_tables_without_importing_ray():
+    code = ("import sys; from torchmate_ray.cli import build_tune_parser; build_tune_parser(); "
+            "print(sorted(m for m in ('ray', 'lightning', 'torch', 'optuna') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert result.stdout.split() == ["[]"], result.stderr[-2000:]
 
 
 def _drawn_configs(searcher, config, count=3):

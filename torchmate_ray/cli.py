@@ -15,15 +15,18 @@ import time
 COMMAND_START = time.time()
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import os  # noqa: E402
-import shutil  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import TYPE_CHECKING, Any, Sequence  # noqa: E402
+from typing import TYPE_CHECKING, Sequence  # noqa: E402
+
+from torchmate_ray.tune.choices import SCHEDULERS, SEARCHERS  # noqa: E402  (names only: imports nothing heavy)
 
 if TYPE_CHECKING:
+    from torchmate_ray.tune.experiment import Invocation
     from torchmate_ray.tune.resources import EarlyRay
+    from torchmate_ray.tune.space import SearchSpace
+    from torchmate_ray.tune.sweep import SweepRun
 
 EXIT_OK, EXIT_TRIALS_ERRORED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -81,8 +84,8 @@ def build_tune_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-epochs", type=int, help="epochs per trial; also ASHA's max_t (sets training.max_epochs)")
     parser.add_argument("--metric", help="metric to optimize, one the learner logs (e.g. val/accuracy)")
     parser.add_argument("--mode", choices=["min", "max"], help="minimize or maximize --metric")
-    parser.add_argument("--scheduler", choices=["asha", "hyperband", "median", "pbt", "fifo"])
-    parser.add_argument("--search", dest="search_alg", choices=["random", "optuna"])
+    parser.add_argument("--scheduler", choices=list(SCHEDULERS))
+    parser.add_argument("--search", dest="search_alg", choices=list(SEARCHERS))
     parser.add_argument("--workers-per-trial", type=int, dest="workers")
     parser.add_argument("--cpus-per-worker", type=float)
     parser.add_argument("--gpus-per-worker", type=float)
@@ -125,47 +128,47 @@ def tune_main(argv: Sequence[str] | None = None, started_at: float | None = None
 def run_tune(args: argparse.Namespace, early_ray: EarlyRay | None, started_at: float) -> int:
     """tune_main once the command line is read (and Ray started, ``early_ray``): the sweep and its report."""
     from torchmate_ray.lightning.errors import ConfigError
+    from torchmate_ray.tune import sweep
+    from torchmate_ray.tune.experiment import open_experiment, resolve_invocation
     from torchmate_ray.tune.interrupt import StoppedAtOnce, exit_code
+    from torchmate_ray.tune.space import describe_space, validate_space
 
-    created: Path | None = None  # the experiment directory, once this run made it
     try:
-        invocation = read_invocation(args)
-        from torchmate_ray.tune import report, space, sweep
-
-        search_space = space.load_search_space(invocation["space_file"], invocation["overrides"],
-                                               invocation["settings"], invocation["max_epochs"])
-        if invocation["resources"]:
-            search_space.settings = space.read_settings({**vars(search_space.settings), "resources": {
-                **search_space.settings.resources, **invocation["resources"]}})
-        search_space.settings.name = search_space.settings.name or sweep.default_name(search_space)
-        space.validate_space(search_space)
-        plan = sweep.plan_sweep(search_space)
+        invocation = resolve_invocation(given_invocation(args), args.resume)
+        space = invocation.load_space()
+        validate_space(space)
+        plan = sweep.plan_sweep(space)
         if args.dry_run:
-            print(space.describe_space(search_space, plan.describe()))
+            print(describe_space(space, plan.describe()))
             return EXIT_OK
-        path = sweep.check_experiment_dir(search_space, args.resume)
-        if not args.resume:
-            created = None if path.exists() else path
-            save_invocation(path, {**invocation, "settings": {**invocation["settings"], "name": search_space.settings.name},
-                                   "resources": plan.resources()})  # as planned: GPU shares included
-        print(f"experiment: {path}  (continue it with: torchmate-tune {path} --resume)", flush=True)
+        experiment = open_experiment(space, invocation, args.resume)
+        print(f"experiment: {experiment.directory}  (continue it with: torchmate-tune {experiment.directory} "
+              f"--resume)", flush=True)
         experiment_line_at = time.time()
-        run = sweep.run_sweep(search_space, plan, resume=args.resume, retry_errored=args.retry_errored,
-                              verbose=args.verbose, early_ray=early_ray)
+        run = sweep.run_sweep(space, plan, experiment, retry_errored=args.retry_errored, verbose=args.verbose,
+                              early_ray=early_ray)
     except StoppedAtOnce as stop:  # a second Ctrl-C: nothing more is written; the last saved state resumes
-        print(f"torchmate-tune: {stop.signal_name} again: stopped at once; continue it with: torchmate-tune {path} "
-              f"--resume", file=sys.stderr)
+        print(f"torchmate-tune: {stop.signal_name} again: stopped at once; continue it with: torchmate-tune "
+              f"{experiment.directory} --resume", file=sys.stderr)
         return exit_code(stop.signal_name)
-    except ConfigError as err:
-        if created is not None:  # refused before any trial ran (e.g. data that cannot be cached): no experiment
-            shutil.rmtree(created, ignore_errors=True)
+    except ConfigError as err:  # refused: nothing was written
         print(f"torchmate-tune: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    return report_tune(run, space, early_ray, {"experiment_line_s": experiment_line_at, "first_epoch_s":
+                                               run.first_result_at, "end_s": run.ended_at}, started_at)
+
+
+def report_tune(run: SweepRun, space: SearchSpace, early_ray: EarlyRay | None, milestones: dict[str, float | None],
+                started_at: float) -> int:
+    """Write and print the finished (or interrupted) sweep's report; its exit code. ``milestones``: when each
+    happened (``time.time()``), recorded as seconds since ``started_at``."""
+    from torchmate_ray.tune import report
+    from torchmate_ray.tune.interrupt import exit_code
+
     if early_ray is not None:
         early_ray.close(wait=False)  # Ray shuts down while the report is written
-    timings = {"experiment_line_s": experiment_line_at, "first_epoch_s": run.first_result_at, "end_s": run.ended_at}
-    summary, text = report.finish_sweep(run.experiment_dir, search_space, run.wall_seconds, {
-        key: None if at is None else round(at - started_at, 2) for key, at in timings.items()}, run.interrupted_by)
+    timings = {key: None if at is None else round(at - started_at, 2) for key, at in milestones.items()}
+    summary, text = report.finish_sweep(run.experiment_dir, space, run.wall_seconds, timings, run.interrupted_by)
     if early_ray is not None:
         early_ray.close()
     print(text)
@@ -174,13 +177,28 @@ def run_tune(args: argparse.Namespace, early_ray: EarlyRay | None, started_at: f
     return EXIT_TRIALS_ERRORED if summary["trials"]["errored"] else EXIT_OK
 
 
+def given_invocation(args: argparse.Namespace) -> Invocation:
+    """What the command line says to run: the file, ``--set``, ``--max-epochs``, the settings and resources given."""
+    from torchmate_ray.tune.experiment import Invocation
+
+    return Invocation(
+        space_file=args.space_file, overrides=args.overrides, max_epochs=args.max_epochs,
+        settings={key: getattr(args, key) for key in ("num_samples", "metric", "mode", "scheduler", "search_alg",
+                                                      "max_concurrent", "name", "storage_path", "address")
+                  if getattr(args, key) is not None},
+        resources={key: getattr(args, key) for key in ("workers", "cpus_per_worker", "gpus_per_worker")
+                   if getattr(args, key) is not None})
+
+
 def start_local_ray(args: argparse.Namespace) -> EarlyRay | None:
     """Start the sweep's own Ray in the background (a ``resources.EarlyRay``), or None: a ``--dry-run``, or a
     sweep on a cluster (``--address``, or an experiment that ran on one), or a file or directory that
-    read_invocation will refuse. Imports Ray, not Lightning."""
+    resolve_invocation will refuse. Imports Ray, not Lightning."""
+    from torchmate_ray.tune.experiment import read_invocation
+
     path = Path(args.space_file)
-    saved = read_saved_invocation(path) if args.resume and path.is_dir() else None
-    settings, resources = (saved or {}).get("settings", {}), (saved or {}).get("resources", {})
+    saved = read_invocation(path) if args.resume and path.is_dir() else None
+    settings, resources = (saved.settings, saved.resources) if saved else ({}, {})
     if args.address or settings.get("address"):
         return None
     # Ray 2.60 turns 127.0.0.1 into the machine's reachable IP and listens on every interface; this
@@ -195,92 +213,6 @@ def start_local_ray(args: argparse.Namespace) -> EarlyRay | None:
     workers = args.workers or resources.get("workers") or 1
     cpus = args.cpus_per_worker if args.cpus_per_worker is not None else resources.get("cpus_per_worker", 1)
     return EarlyRay(LocalRay.for_trials(workers, cpus))
-
-
-INVOCATION_FILE = "torchmate_sweep.json"
-
-
-# The command-line flag of each saved setting and resource, for the one-line refusals of a resume.
-SETTING_FLAGS = {"num_samples": "--num-samples", "metric": "--metric", "mode": "--mode", "scheduler": "--scheduler",
-                 "search_alg": "--search", "max_concurrent": "--max-concurrent"}
-RESOURCE_FLAGS = {"workers": "--workers-per-trial", "cpus_per_worker": "--cpus-per-worker",
-                  "gpus_per_worker": "--gpus-per-worker"}
-
-
-def read_invocation(args: argparse.Namespace) -> dict[str, Any]:
-    """What to run: the command line; or, with ``--resume``, what started the experiment (its saved invocation),
-    found from ``EXPERIMENT_DIR`` or from the search-space file's ``--storage-path``/``--name``. A resumed sweep
-    is the sweep that started: a flag that says otherwise is refused (resume_invocation)."""
-    from torchmate_ray.lightning.errors import ConfigError
-
-    given = {
-        "space_file": str(Path(args.space_file).resolve()), "overrides": args.overrides, "max_epochs": args.max_epochs,
-        "settings": {key: getattr(args, key) for key in ("num_samples", "metric", "mode", "scheduler", "search_alg",
-                                                          "max_concurrent", "name", "storage_path", "address")
-                     if getattr(args, key) is not None},
-        "resources": {key: getattr(args, key) for key in ("workers", "cpus_per_worker", "gpus_per_worker")
-                      if getattr(args, key) is not None},
-    }
-    if Path(args.space_file).is_dir():
-        if not args.resume:
-            raise ConfigError(args.space_file, "is an experiment directory; add --resume to continue it")
-        directory = Path(args.space_file).resolve()
-        saved = read_saved_invocation(directory)
-        if saved is None:
-            raise ConfigError(str(directory), f"is not a torchmate-tune experiment (no {INVOCATION_FILE}); give the "
-                              f"search-space file with --storage-path and --name instead")
-        return resume_invocation(saved, given, directory, space_file_given=False)
-    if not args.resume:
-        return given
-    from torchmate_ray.tune import space, sweep
-
-    named = space.load_search_space(given["space_file"], given["overrides"], given["settings"], given["max_epochs"])
-    saved = read_saved_invocation(sweep.experiment_dir(named)) if named.settings.name else None
-    if saved is None:  # nothing to resume there: check_experiment_dir says so
-        return given
-    return resume_invocation(saved, given, sweep.experiment_dir(named), space_file_given=True)
-
-
-def resume_invocation(saved: dict[str, Any], given: dict[str, Any], directory: Path,
-                      space_file_given: bool) -> dict[str, Any]:
-    """The saved invocation of the experiment in ``directory``, to resume it; refuses, with one line, a flag
-    of this command line that contradicts it (another --num-samples, --max-epochs, scheduler...), since
-    Tune resumes the sweep as it started. ``--address`` may name another cluster."""
-    from torchmate_ray.lightning.errors import ConfigError
-    from torchmate_ray.tune import space
-
-    def refuse(flag: str, was: Any) -> ConfigError:
-        return ConfigError(flag, f"the experiment in {directory} ran with {was!r}; a resumed sweep keeps what it "
-                                 f"started with: leave {flag} out, or start a new sweep with another --name")
-
-    if space_file_given and given["space_file"] != saved["space_file"]:
-        raise refuse("SPACE.py", saved["space_file"])
-    if given["overrides"] and given["overrides"] != saved["overrides"]:
-        raise refuse("--set", saved["overrides"])
-    ran = space.load_search_space(saved["space_file"], saved["overrides"], saved["settings"], saved["max_epochs"])
-    if given["max_epochs"] is not None and given["max_epochs"] != ran.max_epochs:
-        raise refuse("--max-epochs", ran.max_epochs)
-    for key, flag in SETTING_FLAGS.items():
-        if key in given["settings"] and given["settings"][key] != getattr(ran.settings, key):
-            raise refuse(flag, getattr(ran.settings, key))
-    for key, flag in RESOURCE_FLAGS.items():
-        if key in given["resources"] and given["resources"][key] != saved["resources"].get(key):
-            raise refuse(flag, saved["resources"].get(key))
-    address = given["settings"].get("address")
-    return {**saved, "settings": {**saved["settings"], "storage_path": str(directory.parent), "name": directory.name,
-                                  **({"address": address} if address else {})}}
-
-
-def read_saved_invocation(directory: Path) -> dict[str, Any] | None:
-    """What started the experiment in ``directory`` (``save_invocation``), or None if it holds none."""
-    path = directory / INVOCATION_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def save_invocation(directory: Path, invocation: dict[str, Any]) -> None:
-    """Keep what started the sweep in its directory, so that ``torchmate-tune DIR --resume`` needs nothing else."""
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / INVOCATION_FILE).write_text(json.dumps(invocation, indent=2) + "\n")
 
 
 def build_report_parser() -> argparse.ArgumentParser:

@@ -21,13 +21,13 @@ from typing import Any
 
 from ray.tune.search.sample import Categorical, Domain, Float, Integer, LogUniform, Quantized
 
-from torchmate_ray.lightning.errors import ConfigError
+from torchmate_ray.tune.choices import list_milestones
+from torchmate_ray.tune.experiment import load_experiment_space
 from torchmate_ray.tune.record import RESULT_FILE, code_errors, read_lines
 from torchmate_ray.tune.report import TrialRow, format_value, get_path, varied_paths
-from torchmate_ray.tune.space import SearchSpace, find_domains, load_search_space, read_settings
+from torchmate_ray.tune.space import SearchSpace, find_domains
 from torchmate_ray.tune.trial import EPOCHS
 
-INVOCATION_FILE = "torchmate_sweep.json"  # written by the CLI when a sweep starts
 EPOCH_KEYS = (EPOCHS, "training_iteration")  # epochs done: as the trial reports them, else Tune's report count
 STATE_STATUS = {"RUNNING": "running", "PENDING": "pending", "PAUSED": "pending", "ERROR": "errored"}
 ERROR_FILES = ("error.txt", "error.pkl")
@@ -144,7 +144,7 @@ def build_report_data(directory: str | Path, space: SearchSpace | None = None,
 
     Args:
         directory: ``<storage_path>/<name>``, as ``torchmate-tune`` printed it.
-        space: the sweep's search space; by default reloaded from the experiment's ``torchmate_sweep.json``.
+        space: the sweep's search space; by default reloaded from the experiment's saved invocation.
         interrupted_by: the signal that stopped the sweep that just ran (None: it ran to its end); by default
             what its ``summary.json`` says. The trials it left running read as ``interrupted``.
 
@@ -162,31 +162,6 @@ def build_report_data(directory: str | Path, space: SearchSpace | None = None,
         trials=rank_trials(trials, space.settings.mode), seconds=seconds, params=build_param_axes(space, trials),
         rungs=build_rungs(space, trials), compute=build_compute_account(space, trials, seconds),
         interrupted_by=interrupted_by)
-
-
-def load_experiment_space(directory: Path) -> SearchSpace:
-    """The search space a sweep ran with, from the ``torchmate_sweep.json`` the CLI left in its directory."""
-    if not directory.is_dir():
-        raise ConfigError(str(directory), "no such directory; give an experiment directory "
-                          "(<storage_path>/<name>, as torchmate-tune printed it)")
-    invocation_file = directory / INVOCATION_FILE
-    if not invocation_file.is_file():
-        raise ConfigError(str(directory), f"is not a torchmate-tune experiment (no {INVOCATION_FILE}); give the "
-                          f"directory torchmate-tune printed as 'experiment:'")
-    invocation = _read_json(invocation_file)
-    if not isinstance(invocation, Mapping) or not {"space_file", "overrides", "settings", "max_epochs"} <= set(invocation):
-        raise ConfigError(str(invocation_file), "unreadable or incomplete; it is written by torchmate-tune when a "
-                          "sweep starts: restore it")
-    try:
-        space = load_search_space(invocation["space_file"], invocation["overrides"], invocation["settings"],
-                                  invocation["max_epochs"])
-    except ConfigError as err:
-        raise ConfigError(str(directory), f"cannot reload the sweep's search space ({err}); restore that file: the "
-                          f"report needs its metric and domains") from err
-    if invocation.get("resources"):
-        space.settings = read_settings({**vars(space.settings),
-                                        "resources": {**space.settings.resources, **invocation["resources"]}})
-    return space
 
 
 def read_trial_states(directory: Path) -> dict[str, str]:
@@ -274,20 +249,9 @@ def rank_trials(trials: list[TrialRow], mode: str) -> list[TrialRow]:
 
 
 def build_rungs(space: SearchSpace, trials: list[TrialRow]) -> list[Rung]:
-    """ASHA's rungs (``grace_period * reduction_factor**k`` below ``max_t``, then ``max_t``; other
-    schedulers: every epoch) with the number of trials that reached each."""
-    spec = space.settings.scheduler
-    name, cfg = (spec["name"], dict(spec.get("cfg") or {})) if isinstance(spec, Mapping) else (spec, {})
-    if name == "asha":
-        grace, factor = cfg.get("grace_period", 1), cfg.get("reduction_factor", 3)
-        max_t = cfg.get("max_t", space.max_epochs)
-        milestones = []
-        while grace < max_t:
-            milestones.append(grace)
-            grace *= factor
-        milestones.append(max_t)
-    else:
-        milestones = list(range(1, space.max_epochs + 1))
+    """The scheduler's milestones (ASHA's rungs; other schedulers: every epoch, see choices.list_milestones)
+    with the number of trials that reached each."""
+    milestones = list_milestones(space.settings.scheduler, space.max_epochs)
     return [Rung(int(m), sum(t.epochs >= m for t in trials)) for m in milestones]
 
 

@@ -22,6 +22,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from torchmate_ray.lightning.errors import ConfigError
+from torchmate_ray.tune.choices import SCHEDULERS, read_choice
 from torchmate_ray.tune.report import TrialRow
 from torchmate_ray.tune.report import format_value
 from torchmate_ray.tune.report_data import ReportData, build_report_data
@@ -211,9 +212,8 @@ def _jitter(index: int) -> float:
 
 
 def _scheduler_name(space: SearchSpace) -> str:
-    spec = space.settings.scheduler
-    name = spec["name"] if isinstance(spec, Mapping) else spec
-    return f"{name}; every epoch is a milestone" if name != "asha" else "ASHA"
+    name, choice, _ = read_choice(SCHEDULERS, space.settings.scheduler, "sweep.scheduler")
+    return name.upper() if choice.rungs else f"{name}; every epoch is a milestone"
 
 
 # --- comparison -------------------------------------------------------------------------------

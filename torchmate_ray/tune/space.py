@@ -24,9 +24,9 @@ from torchmate_ray.lightning.configure import check_config, configure_model_data
 from torchmate_ray.lightning.configure import find_search_domains as find_domains
 from torchmate_ray.lightning.errors import ConfigError, describe, suggest
 from torchmate_ray.lightning.files import apply_overrides, load_python_file
+from torchmate_ray.tune.choices import (DEFAULT_SCHEDULER, DEFAULT_SEARCHER, SCHEDULERS, SEARCHERS, describe_choice,
+                                        read_choice)
 
-SCHEDULERS = ("asha", "hyperband", "median", "pbt", "fifo")
-SEARCHERS = ("random", "optuna")
 MODES = ("min", "max")
 RESOURCE_KEYS = ("workers", "cpus_per_worker", "gpus_per_worker")
 
@@ -38,8 +38,8 @@ class SweepSettings:
     metric: str = "val/loss"
     mode: str = "min"
     num_samples: int = 10
-    scheduler: Any = "asha"            # a name from SCHEDULERS, or {"name": ..., "cfg": {...}}
-    search_alg: Any = "random"         # a name from SEARCHERS, or {"name": ..., "cfg": {...}}
+    scheduler: Any = DEFAULT_SCHEDULER    # a name from choices.SCHEDULERS, or {"name": ..., "cfg": {...}}
+    search_alg: Any = DEFAULT_SEARCHER    # a name from choices.SEARCHERS, or {"name": ..., "cfg": {...}}
     # gpus_per_worker None: a share of a GPU per one-worker trial where the cluster has GPUs (resources.py)
     resources: dict[str, Any] = field(default_factory=lambda: {"workers": 1, "cpus_per_worker": 1,
                                                                "gpus_per_worker": None})
@@ -134,8 +134,8 @@ def _read_resources(resources: Any) -> dict[str, Any]:
 def _check_settings(s: SweepSettings) -> None:
     if s.mode not in MODES:
         raise ConfigError("sweep.mode", f"expected 'min' or 'max', got {describe(s.mode)}; use --mode min|max")
-    _check_name(s.scheduler, SCHEDULERS, "sweep.scheduler")
-    _check_name(s.search_alg, SEARCHERS, "sweep.search_alg")
+    read_choice(SCHEDULERS, s.scheduler, "sweep.scheduler")
+    read_choice(SEARCHERS, s.search_alg, "sweep.search_alg")
     if s.checkpoints_to_keep is not None and (not _is_int(s.checkpoints_to_keep) or s.checkpoints_to_keep < 1):
         raise ConfigError("sweep.checkpoints_to_keep", f"expected an int >= 1 or None (all), got "
                           f"{describe(s.checkpoints_to_keep)}; fix it")
@@ -160,13 +160,6 @@ def _check_settings(s: SweepSettings) -> None:
                           f"bucket (s3://, gs://) as a shared directory and give its path")
     if not isinstance(s.metric, str) or not s.metric:
         raise ConfigError("sweep.metric", f"expected a logged metric name, got {describe(s.metric)}; use e.g. 'val/loss'")
-
-
-def _check_name(value: Any, names: Sequence[str], key_path: str) -> None:
-    name = value.get("name") if isinstance(value, Mapping) else value
-    if name not in names:
-        raise ConfigError(key_path, f"unknown choice {describe(name)}{suggest(str(name), names) or ''}; "
-                          f"use one of {', '.join(names)}")
 
 
 def _is_int(value: Any) -> bool:
@@ -280,7 +273,9 @@ def describe_space(space: SearchSpace, plan_lines: Sequence[str]) -> str:
     lines = [f"search space: {space.path}", f"domains ({len(domains)}):"]
     lines += [f"  {path:<{width}}  {describe_domain(domain)}" for path, domain in domains] or ["  (none)"]
     lines.append("sweep:")
-    lines += [f"  {key}: {value}" for key, value in dataclasses.asdict(space.settings).items()]
+    chosen = {"scheduler": describe_choice(SCHEDULERS, space.settings.scheduler, {"max_t": space.max_epochs}),
+              "search_alg": describe_choice(SEARCHERS, space.settings.search_alg, {})}
+    lines += [f"  {key}: {chosen.get(key, value)}" for key, value in dataclasses.asdict(space.settings).items()]
     lines.append(f"  max_epochs: {space.max_epochs}")
     lines.append("resources:")
     lines += [f"  {line}" for line in plan_lines]

@@ -15,15 +15,16 @@ import ray
 from ray import tune
 from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
 from ray.tune.search import BasicVariantGenerator
-from ray.tune.search.sample import Categorical, Function
 
 from torchmate_ray.lightning.build import call_checked
 from torchmate_ray.lightning.configure import configure_data
 from torchmate_ray.lightning.errors import ConfigError
 from torchmate_ray.lightning.files import module_name
+from torchmate_ray.tune.choices import SCHEDULERS, SEARCHERS, read_choice
+from torchmate_ray.tune.experiment import Experiment
 from torchmate_ray.tune.interrupt import Interruption
 from torchmate_ray.tune.progress import SweepProgress, build_progress, quiet_ray_output
-from torchmate_ray.tune.record import CODE_ERRORS, FailureBudget, RecordedASHA, ResultRecord
+from torchmate_ray.tune.record import CODE_ERRORS, FailureBudget, ResultRecord
 from torchmate_ray.tune.resources import (EarlyRay, LocalRay, ResourcePlan, cluster_nodes, connect_ray, local_nodes,
                                           plan_resources)
 from torchmate_ray.tune.space import SearchSpace, find_domains, sample_configs
@@ -47,14 +48,6 @@ class SweepRun:
     interrupted_by: str | None = None     # "SIGINT" or "SIGTERM": the sweep was stopped before its trials ended
 
 
-def experiment_dir(space: SearchSpace) -> Path:
-    return Path(space.settings.storage_path).expanduser().resolve() / space.settings.name
-
-
-def default_name(space: SearchSpace) -> str:
-    return f"{space.path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
 def plan_sweep(space: SearchSpace) -> ResourcePlan:
     """The resource plan against this machine (local) or the cluster at ``address`` (connects to it)."""
     if space.settings.address:
@@ -63,27 +56,19 @@ def plan_sweep(space: SearchSpace) -> ResourcePlan:
     return plan_resources(space.settings, local_nodes(), space.num_trials)
 
 
-def check_experiment_dir(space: SearchSpace, resume: bool) -> Path:
-    """The experiment directory, refused if ``resume`` finds nothing there or a new sweep would overwrite one."""
-    path = experiment_dir(space)
-    if resume and not tune.Tuner.can_restore(str(path)):
-        raise ConfigError("--resume", f"nothing to resume in {path}; check --storage-path and --name")
-    if not resume and path.exists() and tune.Tuner.can_restore(str(path)):
-        raise ConfigError("--name", f"{path} already holds an experiment; continue it with --resume or pick another --name")
-    return path
-
-
-def run_sweep(space: SearchSpace, plan: ResourcePlan, resume: bool = False, retry_errored: bool = False,
+def run_sweep(space: SearchSpace, plan: ResourcePlan, experiment: Experiment, retry_errored: bool = False,
               verbose: bool = False, early_ray: EarlyRay | None = None) -> SweepRun:
-    """Run (or resume) the sweep of ``space`` under ``plan`` and return its results.
+    """Run (or resume: ``experiment.resume``) the sweep of ``space`` under ``plan`` and return its results.
 
     Resuming keeps finished trials as they are and continues interrupted ones from their last
     checkpoint; errored ones continue from theirs only with ``retry_errored``. The config must
-    already be validated (``validate_space``): nothing here checks names. Progress shows as a compact
-    table (progress.py), or with ``verbose`` as Ray Tune's own output. ``early_ray``: the local Ray the
-    command started before it knew the plan (used if it fits the plan).
+    already be validated (``validate_space``) and the experiment opened (``experiment.open_experiment``):
+    nothing here checks names. The pre-flight (data, cache, Ray, storage) may still refuse the sweep, before
+    anything is written; once it passes, the experiment keeps its invocation (``Experiment.accept``). Progress
+    shows as a compact table (progress.py), or with ``verbose`` as Ray Tune's own output. ``early_ray``: the
+    local Ray the command started before it knew the plan (used if it fits the plan).
     """
-    path = check_experiment_dir(space, resume)
+    path, resume = experiment.directory, experiment.resume
     trial_config = prepare_trial_config(space)
     # may refuse: before Ray starts
     tune_config, run_config = build_tune_config(space, plan), build_run_config(space, path, verbose)
@@ -100,13 +85,14 @@ def run_sweep(space: SearchSpace, plan: ResourcePlan, resume: bool = False, retr
     shared_cache = cache and ray.put(cache)
     del data, cache  # the object store holds the cache now
     s = space.settings
+    _, scheduler, _ = read_choice(SCHEDULERS, s.scheduler, "sweep.scheduler")
     layout = TrialLayout(workers=plan.workers, cpus_per_worker=plan.cpus_per_worker,
                          gpus_per_worker=plan.gpus_per_worker, max_failures=s.max_failures,
                          checkpoints_to_keep=s.checkpoints_to_keep, experiment_dir=str(path),
-                         # PBT's exploit hands one trial's checkpoint to another: only through Tune's checkpoints
-                         tune_checkpoints=scheduler_name(space) == "pbt",
+                         tune_checkpoints=scheduler.tune_checkpoints,
                          train_storage=str(path / "train_runs"), data_cache=shared_cache)
     trainable = tune.with_resources(tune.with_parameters(train_trial, layout=layout), plan.bundle)
+    experiment.accept(plan.resources())  # as planned: GPU shares included
     started = time.monotonic()
     with quiet_ray_output(verbose), Interruption() as interruption:
         if resume:
@@ -153,11 +139,19 @@ def check_storage_shared(path: Path) -> None:
     """Refuse a storage path that some node of the cluster cannot write, or whose files this node cannot see.
 
     Trials write checkpoints from whichever node runs them and a resumed sweep reads them back from
-    here (ray#37177): on a multi-node cluster the experiment must live on shared storage.
+    here (ray#37177): on a multi-node cluster the experiment must live on shared storage. Leaves no
+    directory that was not there (a refused sweep leaves no experiment).
     """
+    created = not path.exists()
+    try:
+        _check_storage_shared(path, path / ".storage_check")
+    finally:
+        shutil.rmtree(path if created else path / ".storage_check", ignore_errors=True)
+
+
+def _check_storage_shared(path: Path, probe: Path) -> None:
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    probe = path / ".storage_check"
     probe.mkdir(parents=True, exist_ok=True)
     nodes = [(n["NodeID"], n["NodeManagerAddress"]) for n in ray.nodes() if n.get("Alive")]
     write = ray.remote(num_cpus=0)(_write_probe)
@@ -170,7 +164,6 @@ def check_storage_shared(path: Path) -> None:
         if not (probe / node_id).is_file():
             raise ConfigError("--storage-path", f"{path} is not shared: what node {ip} writes there does not appear "
                               f"on this node; use a directory that every node shares (NFS, EFS) at the same path")
-    shutil.rmtree(probe, ignore_errors=True)
 
 
 def _write_probe(directory: str, name: str) -> str | None:
@@ -213,72 +206,18 @@ def build_run_config(space: SearchSpace, path: Path, verbose: bool = False) -> R
 
 def build_scheduler(space: SearchSpace) -> Any:
     """The trial scheduler from ``sweep.scheduler`` (a name or ``{"name", "cfg"}``), rungs in epochs."""
-    from ray.tune.schedulers import (FIFOScheduler, HyperBandScheduler, MedianStoppingRule,
-                                     PopulationBasedTraining)
-
-    spec = space.settings.scheduler
-    name, cfg = scheduler_name(space), dict(spec.get("cfg") or {}) if isinstance(spec, Mapping) else {}
-    max_t = space.max_epochs
-    defaults: dict[str, tuple[Any, dict[str, Any]]] = {
-        "asha": (RecordedASHA, {"time_attr": TIME_ATTR, "max_t": max_t, "grace_period": 1, "reduction_factor": 3}),
-        "hyperband": (HyperBandScheduler, {"time_attr": TIME_ATTR, "max_t": max_t, "reduction_factor": 3}),
-        "median": (MedianStoppingRule, {"time_attr": TIME_ATTR, "grace_period": 1, "min_samples_required": 3}),
-        "pbt": (PopulationBasedTraining, {"time_attr": TIME_ATTR, "perturbation_interval": 1}),
-        "fifo": (FIFOScheduler, {}),
-    }
-    target, kwargs = defaults[name]
-    if name == "pbt" and "hyperparam_mutations" not in cfg:
-        kwargs["hyperparam_mutations"] = pbt_mutations(space.config)
-    return call_checked(target, (), {**kwargs, **cfg}, "sweep.scheduler.cfg")
-
-
-def scheduler_name(space: SearchSpace) -> str:
-    """``sweep.scheduler``'s name (it is a name or ``{"name", "cfg"}``)."""
-    spec = space.settings.scheduler
-    return spec["name"] if isinstance(spec, Mapping) else spec
-
-
-def pbt_mutations(config: Mapping[str, Any]) -> dict[str, Any]:
-    """PBT's ``hyperparam_mutations``: the config's domains that sit at dict-only key paths."""
-    mutations: dict[str, Any] = {}
-    for path, domain in find_domains(config):
-        parts = path.split(".")
-        if "<option" in path or any(p.isdigit() for p in parts) or isinstance(domain, (Function, Mapping)):
-            continue
-        node = mutations
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = domain
-    if not mutations:
-        raise ConfigError("sweep.scheduler", "PBT needs continuous or choice domains at dict key paths to mutate; "
-                          "use another scheduler")
-    return mutations
+    _, choice, cfg = read_choice(SCHEDULERS, space.settings.scheduler, "sweep.scheduler")
+    arguments = choice.arguments(cfg, {"time_attr": TIME_ATTR, "max_t": space.max_epochs}, space.config)
+    return call_checked(choice.load(), (), arguments, "sweep.scheduler.cfg")
 
 
 def build_searcher(space: SearchSpace, max_concurrent: int | None = None) -> Any:
-    """Tune's random and grid search (``BasicVariantGenerator``; ``cfg: {"random_state": 7}`` draws the same
-    configs every time) or Optuna's TPE through Ray's OptunaSearch."""
-    spec = space.settings.search_alg
-    name, cfg = (spec["name"], dict(spec.get("cfg") or {})) if isinstance(spec, Mapping) else (spec, {})
-    if name == "random":
-        return call_checked(BasicVariantGenerator, (), {"max_concurrent": max_concurrent or 0, **cfg},
-                            "sweep.search_alg.cfg")
-    check_optuna_space(space.config)
-    from ray.tune.search.optuna import OptunaSearch
-
-    return call_checked(OptunaSearch, (), cfg, "sweep.search_alg.cfg")
-
-
-def check_optuna_space(config: Mapping[str, Any]) -> None:
-    """Optuna samples plain domains at dict key paths only; refuse the rest up front, by key."""
-    for path, domain in find_domains(config):
-        reason = ("grid_search" if isinstance(domain, Mapping) else "sample_from" if isinstance(domain, Function)
-                  else "a domain inside a choice" if "<option" in path
-                  else "a choice among dicts, lists or classes" if isinstance(domain, Categorical) and not all(
-                      isinstance(c, (str, int, float, bool, type(None))) for c in domain.categories)
-                  else "a domain inside a list" if any(p.isdigit() for p in path.split(".")) else None)
-        if reason:
-            raise ConfigError(path, f"Optuna cannot search {reason}; use --search random, or move the domain")
+    """The searcher from ``sweep.search_alg`` (a name or ``{"name", "cfg"}``; see choices.SEARCHERS)."""
+    _, choice, cfg = read_choice(SEARCHERS, space.settings.search_alg, "sweep.search_alg")
+    if choice.check is not None:
+        choice.check(space.config)
+    arguments = choice.arguments(cfg, {"max_concurrent": max_concurrent or 0}, space.config)
+    return call_checked(choice.load(), (), arguments, "sweep.search_alg.cfg")
 
 
 def prepare_trial_config(space: SearchSpace) -> dict[str, Any]:

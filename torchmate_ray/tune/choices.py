@@ -1,0 +1,151 @@
+"""The sweep's choices by name: one table of schedulers, one of searchers.
+
+Each table is the one place a name is listed: the command line's ``--scheduler``/``--search`` choices,
+the check of ``sweep.scheduler``/``sweep.search_alg``, the building of the object, ``--dry-run`` and the
+report's rungs all read it. Classes are dotted paths, imported only when a sweep builds one (Ray's
+schedulers and Optuna are slow to import; the command line reads these tables before anything heavy).
+
+    name, choice, cfg = read_choice(SCHEDULERS, {"name": "asha", "cfg": {"grace_period": 2}}, "sweep.scheduler")
+    choice.arguments(cfg, {"max_t": 9})   # {'max_t': 9, 'grace_period': 2, 'reduction_factor': 3}
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A scheduler or searcher: its class, its defaults, and what the sweep and the config fill in."""
+
+    target: str                                    # "package.module.Class", imported by load()
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    # Arguments the sweep fills in unless ``cfg`` sets them: time_attr (the rungs' unit: epochs done),
+    # max_t (the sweep's max_epochs), max_concurrent (trials at once).
+    sweep_args: tuple[str, ...] = ()
+    # Arguments built from the trial config unless ``cfg`` sets them: name -> function(config).
+    config_args: Mapping[str, Callable[[Mapping[str, Any]], Any]] = field(default_factory=dict)
+    check: Callable[[Mapping[str, Any]], None] | None = None  # refuses a config it cannot search (ConfigError)
+    rungs: bool = False             # stops trials at grace_period * reduction_factor**k epochs (ASHA)
+    tune_checkpoints: bool = False  # hands one trial's checkpoint to another: only through Tune's checkpoints
+
+    @property
+    def class_name(self) -> str:
+        return self.target.rpartition(".")[2]
+
+    def load(self) -> type:
+        module, _, name = self.target.rpartition(".")
+        return getattr(importlib.import_module(module), name)
+
+    def arguments(self, cfg: Mapping[str, Any], sweep: Mapping[str, Any],
+                  config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The keyword arguments: ``sweep``'s values for ``sweep_args`` (those it has), the defaults, those
+        built from ``config`` (when given), then ``cfg`` over them all."""
+        filled = {key: sweep[key] for key in self.sweep_args if key in sweep}
+        if config is not None:
+            filled.update({key: build(config) for key, build in self.config_args.items() if key not in cfg})
+        return {**filled, **self.defaults, **cfg}
+
+
+def read_spec(spec: Any) -> tuple[Any, dict[str, Any]]:
+    """``"asha"`` or ``{"name": "asha", "cfg": {...}}`` -> (name, cfg)."""
+    if isinstance(spec, Mapping):
+        return spec.get("name"), dict(spec.get("cfg") or {})
+    return spec, {}
+
+
+def read_choice(table: Mapping[str, Choice], spec: Any, key_path: str) -> tuple[str, Choice, dict[str, Any]]:
+    """(name, its Choice, cfg) for ``spec``; an unknown name is a ConfigError at ``key_path`` naming the valid ones."""
+    name, cfg = read_spec(spec)
+    if not isinstance(name, str) or name not in table:
+        from torchmate_ray.lightning.errors import ConfigError, describe, suggest
+
+        raise ConfigError(key_path, f"unknown choice {describe(name)}{suggest(str(name), table) or ''}; "
+                          f"use one of {', '.join(table)}")
+    return name, table[name], cfg
+
+
+def describe_choice(table: Mapping[str, Choice], spec: Any, sweep: Mapping[str, Any]) -> str:
+    """What ``--dry-run`` shows: ``asha (RecordedASHA: max_t=9, grace_period=1, reduction_factor=3)``, the
+    arguments as built but those ``sweep`` lacks."""
+    name, choice, cfg = read_choice(table, spec, "")
+    arguments = ", ".join(f"{key}={value!r}" for key, value in choice.arguments(cfg, sweep).items())
+    return f"{name} ({choice.class_name}{': ' + arguments if arguments else ''})"
+
+
+def list_milestones(spec: Any, max_epochs: int) -> list[int]:
+    """The epochs at which the scheduler ``spec`` decides: with rungs (ASHA), ``grace_period *
+    reduction_factor**k`` below ``max_t``, then ``max_t``; otherwise every epoch."""
+    _, choice, cfg = read_choice(SCHEDULERS, spec, "sweep.scheduler")
+    if not choice.rungs:
+        return list(range(1, max_epochs + 1))
+    args = choice.arguments(cfg, {"max_t": max_epochs})
+    milestone, milestones = args["grace_period"], []
+    while milestone < args["max_t"]:
+        milestones.append(milestone)
+        milestone *= args["reduction_factor"]
+    return [*milestones, args["max_t"]]
+
+
+def pbt_mutations(config: Mapping[str, Any]) -> dict[str, Any]:
+    """PBT's ``hyperparam_mutations``: the config's domains that sit at dict-only key paths."""
+    from ray.tune.search.sample import Function
+
+    from torchmate_ray.lightning.configure import find_search_domains
+    from torchmate_ray.lightning.errors import ConfigError
+
+    mutations: dict[str, Any] = {}
+    for path, domain in find_search_domains(config):
+        parts = path.split(".")
+        if "<option" in path or any(p.isdigit() for p in parts) or isinstance(domain, (Function, Mapping)):
+            continue
+        node = mutations
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = domain
+    if not mutations:
+        raise ConfigError("sweep.scheduler", "PBT needs continuous or choice domains at dict key paths to mutate; "
+                          "use another scheduler")
+    return mutations
+
+
+def check_optuna_space(config: Mapping[str, Any]) -> None:
+    """Optuna samples plain domains at dict key paths only; refuse the rest up front, by key."""
+    from ray.tune.search.sample import Categorical, Function
+
+    from torchmate_ray.lightning.configure import find_search_domains
+    from torchmate_ray.lightning.errors import ConfigError
+
+    for path, domain in find_search_domains(config):
+        reason = ("grid_search" if isinstance(domain, Mapping) else "sample_from" if isinstance(domain, Function)
+                  else "a domain inside a choice" if "<option" in path
+                  else "a choice among dicts, lists or classes" if isinstance(domain, Categorical) and not all(
+                      isinstance(c, (str, int, float, bool, type(None))) for c in domain.categories)
+                  else "a domain inside a list" if any(p.isdigit() for p in path.split(".")) else None)
+        if reason:
+            raise ConfigError(path, f"Optuna cannot search {reason}; use --search random, or move the domain")
+
+
+SCHEDULERS: dict[str, Choice] = {
+    # rebuilds its rungs from the trials' own records on resume (record.py)
+    "asha": Choice("torchmate_ray.tune.record.RecordedASHA", {"grace_period": 1, "reduction_factor": 3},
+                   sweep_args=("time_attr", "max_t"), rungs=True),
+    "hyperband": Choice("ray.tune.schedulers.HyperBandScheduler", {"reduction_factor": 3},
+                        sweep_args=("time_attr", "max_t")),
+    "median": Choice("ray.tune.schedulers.MedianStoppingRule", {"grace_period": 1, "min_samples_required": 3},
+                     sweep_args=("time_attr",)),
+    "pbt": Choice("ray.tune.schedulers.PopulationBasedTraining", {"perturbation_interval": 1},
+                  sweep_args=("time_attr",), config_args={"hyperparam_mutations": pbt_mutations},
+                  tune_checkpoints=True),
+    "fifo": Choice("ray.tune.schedulers.FIFOScheduler"),
+}
+SEARCHERS: dict[str, Choice] = {
+    # Tune's random and grid search; cfg {"random_state": 7} draws the same configs every time
+    "random": Choice("ray.tune.search.BasicVariantGenerator", sweep_args=("max_concurrent",)),
+    # Optuna's TPE (Tune applies the sweep's concurrency to it)
+    "optuna": Choice("ray.tune.search.optuna.OptunaSearch", check=check_optuna_space),
+}
+DEFAULT_SCHEDULER, DEFAULT_SEARCHER = "asha", "random"
