@@ -200,8 +200,13 @@ def test_milestones_are_recorded_and_warm_trials_use_their_cpus(tmp_path, cpus, 
 
     if cpus > (os.cpu_count() or 1):
         pytest.skip(f"needs {cpus} CPUs")
+    from torchmate_ray.tune.resources import THREADS_ENV
+
+    # (an earlier in-process test's Ray, shutting down in its own thread, may hold THREADS_ENV in this process's
+    # environment for a moment: the command must not inherit it, or it would take the threads as given)
+    env = {key: value for key, value in os.environ.items() if key != THREADS_ENV}
     result = subprocess.run([TUNE, str(write_space(tmp_path, cpus=cpus)), "--storage-path", str(tmp_path / "results"),
-                             "--name", "exp"], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+                             "--name", "exp"], capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     timings = json.loads((tmp_path / "results" / "exp" / "summary.json").read_text())["timings"]
     assert list(timings) == ["experiment_line_s", "first_epoch_s", "end_s"]
