@@ -51,3 +51,17 @@ def tiny_config(tmp_path) -> dict[str, Any]:
 @pytest.fixture
 def fast_trainer(tmp_path) -> dict[str, Any]:
     return {**FAST_TRAINER, "default_root_dir": str(tmp_path)}
+
+
+@pytest.fixture(autouse=True)
+def no_early_ray_left():
+    """An in-process ``tune_main`` that refuses leaves its early Ray shutting down in its own thread (the command
+    does not wait for it): the next test begins once it is down, so that it never meets the Ray of the one
+    before (Ray's registry, ``ray.is_initialized()``)."""
+    yield
+    import sys
+
+    resources = sys.modules.get("torchmate_ray.tune.resources")
+    last = resources.EarlyRay._last if resources else None
+    if last is not None:
+        last._thread.join(timeout=120)

@@ -25,6 +25,7 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.utils.util import SafeFallbackEncoder
 
 RESULT_FILE, PARAMS_FILE, EPOCH_RECORD = "result.json", "params.json", "epochs.jsonl"
+EPOCHS = "epochs"  # reported with every result: epochs done, the schedulers' time attribute
 
 
 def read_lines(path: Path) -> list[dict[str, Any]]:

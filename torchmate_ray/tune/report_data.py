@@ -23,10 +23,9 @@ from ray.tune.search.sample import Categorical, Domain, Float, Integer, LogUnifo
 
 from torchmate_ray.tune.choices import list_milestones
 from torchmate_ray.tune.experiment import load_experiment_space
-from torchmate_ray.tune.record import RESULT_FILE, code_errors, read_lines
+from torchmate_ray.tune.record import EPOCHS, RESULT_FILE, code_errors, read_lines
 from torchmate_ray.tune.report import TrialRow, format_value, get_path, varied_paths
 from torchmate_ray.tune.space import SearchSpace, find_domains
-from torchmate_ray.tune.trial import EPOCHS
 
 EPOCH_KEYS = (EPOCHS, "training_iteration")  # epochs done: as the trial reports them, else Tune's report count
 STATE_STATUS = {"RUNNING": "running", "PENDING": "pending", "PAUSED": "pending", "ERROR": "errored"}

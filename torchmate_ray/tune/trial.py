@@ -30,12 +30,11 @@ from lightning.pytorch.callbacks import Checkpoint
 from ray import tune
 
 from torchmate_ray.lightning.configure import configure_all
-from torchmate_ray.tune.record import (CODE_ERRORS, EPOCH_RECORD, append_line, code_errors, recorded_epochs,
+from torchmate_ray.tune.record import (CODE_ERRORS, EPOCH_RECORD, EPOCHS, append_line, code_errors, recorded_epochs,
                                       trained_epochs)
 
 CHECKPOINT_FILE = "trainer.ckpt"
 PROGRESS_FILE = "progress.json"  # beside each checkpoint: its epochs and the metrics reported with it
-EPOCHS = "epochs"  # reported with every result: epochs done, the schedulers' time attribute
 
 # Trainer settings for a trial, unless the config's own `training` says otherwise: Tune keeps the
 # metrics (one report per epoch) and the checkpoints, so Lightning's own logger, checkpointing,
