@@ -46,8 +46,7 @@ def read_lines(path: Path) -> list[dict[str, Any]]:
 
 
 def append_line(path: Path, value: dict[str, Any]) -> None:
-    """Append one JSON line, first dropping a line that a kill cut short (so the new one is not glued to it)."""
-    repair_tail(path)
+    """Append one JSON line (to a file whose tail a kill may have cut short: ``repair_tail`` it once first)."""
     with path.open("a") as handle:
         handle.write(json.dumps(value, cls=SafeFallbackEncoder) + "\n")
 

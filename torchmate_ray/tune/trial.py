@@ -31,7 +31,7 @@ from ray import tune
 
 from torchmate_ray.lightning.configure import configure_all
 from torchmate_ray.tune.record import (CODE_ERRORS, EPOCH_RECORD, EPOCHS, append_line, code_errors, recorded_epochs,
-                                      trained_epochs)
+                                      repair_tail, trained_epochs)
 
 CHECKPOINT_FILE = "trainer.ckpt"
 PROGRESS_FILE = "progress.json"  # beside each checkpoint: its epochs and the metrics reported with it
@@ -74,6 +74,8 @@ def train_trial(config: dict[str, Any], layout: TrialLayout = TrialLayout()) -> 
     """
     trial_dir = Path(layout.experiment_dir) / tune.get_context().get_trial_id()
     trial_dir.mkdir(parents=True, exist_ok=True)
+    for record in (EPOCH_RECORD, CODE_ERRORS):  # a line that a kill cut short would glue onto the next one
+        repair_tail(trial_dir / record)
     raised = code_errors(trial_dir)
     if 0 <= layout.max_failures < len(raised):  # Tune restarted it, but only a dead process is retried
         raise RuntimeError(f"{raised[-1]['error']} (the trial's own error, not retried: sweep.max_failures is "
