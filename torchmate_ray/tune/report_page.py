@@ -134,13 +134,17 @@ def plot_params_vs_metric(data: ReportData) -> Figure:
     by_id = {t.trial_id: t for t in data.trials}
     best = data.best
     for axes, param in zip(grid.flat, data.params):
-        points = data.points(param)
-        for index, (value, metric, trial_id) in enumerate(points):
+        groups: dict[tuple[str, float, bool], tuple[list[Any], list[float]]] = {}  # one scatter per look
+        for index, (value, metric, trial_id) in enumerate(data.points(param)):
             trial = by_id[trial_id]
             x = param.categories.index(value) + _jitter(index) if param.scale == "categorical" else value
             colour, alpha, _ = (BEST_COLOUR, 1.0, "") if trial is best else STATUS_STYLE[trial.status]
-            axes.scatter([x], [metric], color=colour, alpha=max(alpha, 0.45), s=60 if trial is best else 28,
-                         marker="*" if trial is best else "o", edgecolors="none")
+            xs, ys = groups.setdefault((colour, alpha, trial is best), ([], []))
+            xs.append(x)
+            ys.append(metric)
+        for (colour, alpha, is_best), (xs, ys) in sorted(groups.items(), key=lambda group: group[0][2]):  # best on top
+            axes.scatter(xs, ys, color=colour, alpha=max(alpha, 0.45), s=60 if is_best else 28,
+                         marker="*" if is_best else "o", edgecolors="none")
         if param.scale == "categorical":
             axes.set_xticks(range(len(param.categories)), param.categories,
                             rotation=30 if max(map(len, param.categories), default=0) > 6 else 0)

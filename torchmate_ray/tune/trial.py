@@ -8,6 +8,7 @@ trial is a thin driver of a Ray Train V2 run (distributed.py).
 from __future__ import annotations
 
 import contextlib
+import gc
 import inspect
 import json
 import os
@@ -72,6 +73,7 @@ def train_trial(config: dict[str, Any], layout: TrialLayout = TrialLayout()) -> 
     (after validation), so ASHA compares trials epoch by epoch, and resumes from the last checkpoint
     when Ray restarts the trial.
     """
+    freeze_imported_objects()
     trial_dir = Path(layout.experiment_dir) / tune.get_context().get_trial_id()
     trial_dir.mkdir(parents=True, exist_ok=True)
     for record in (EPOCH_RECORD, CODE_ERRORS):  # a line that a kill cut short would glue onto the next one
@@ -270,9 +272,16 @@ def use_shared_cache(data: Any, cache: Any) -> None:
                                for phase, (x, y) in ray.get(cache).items()}
 
 
-def release_memory() -> None:
-    import gc
+def freeze_imported_objects() -> None:
+    """At this process's first trial: what it holds now (torch, Lightning and Ray imported, ~550,000 objects)
+    moves out of the garbage collector's reach (``gc.freeze``), so the full collection that ends each trial
+    (:func:`release_memory`) scans only what trials made since: 1 ms instead of 0.26 s per trial on 2 CPUs,
+    which a 50-trial ASHA sweep, most of its trials one epoch long, paid 50 times."""
+    if gc.get_freeze_count() == 0:
+        gc.freeze()
 
+
+def release_memory() -> None:
     import torch
 
     gc.collect()
