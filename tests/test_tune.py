@@ -14,7 +14,8 @@ import ray
 from ray import tune
 
 from torchmate_ray.cli import tune_main
-from torchmate_ray.tune.space import describe_domain, find_domains, load_search_space, sample_configs
+from torchmate_ray.tune.domains import find_domains
+from torchmate_ray.tune.space import describe_domain, load_search_space, sample_configs
 
 SPACE = '''
 from ray import tune
@@ -74,7 +75,13 @@ EXPECTED_DOMAINS = [
 
 
 def test_domains_are_found_at_every_depth_including_lists_and_choices():
-    assert [(path, describe_domain(domain)) for path, domain in find_domains(NESTED)] == EXPECTED_DOMAINS
+    assert [(found.path, describe_domain(found.domain)) for found in find_domains(NESTED)] == EXPECTED_DOMAINS
+
+
+def test_each_domain_knows_its_place_in_a_sampled_config():
+    places = [(found.trial_path, found.in_choice, found.in_list) for found in find_domains(NESTED)]
+    assert places == [("a", False, False), ("b.c.1.d", False, True), ("b.c.2", False, True), ("e", False, False),
+                      ("e.cfg.lr", True, False), ("f", False, False), ("g", False, False), ("h", False, False)]
 
 
 def test_samples_cover_every_choice_option():

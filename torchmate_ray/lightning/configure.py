@@ -163,26 +163,26 @@ def is_search_domain(value: Any) -> bool:
     return type(value).__module__.startswith("ray.tune") or (isinstance(value, Mapping) and list(value) == ["grid_search"])
 
 
-def find_search_domains(cfg: Any, key_path: str = "") -> list[tuple[str, Any]]:
-    """``(key path, domain)`` for every search domain in ``cfg``, at any depth, inside dicts and lists.
+def first_search_domain(cfg: Any, key_path: str = "") -> tuple[str, Any] | None:
+    """``(key path, domain)`` of the first search domain left in ``cfg`` (dicts and lists, at any depth), or None.
 
-    Domains inside the options of a choice or grid are listed too, under ``<path>.<option i>``.
+    All the Lightning side needs of search spaces: that a config to train holds none. Where each domain
+    sits (inside a choice's option, in a list) is the sweep's business: ``tune.domains``.
     """
     if is_search_domain(cfg):
-        options = cfg["grid_search"] if isinstance(cfg, Mapping) else getattr(cfg, "categories", [])
-        return [(key_path, cfg)] + [found for i, option in enumerate(options)
-                                    for found in find_search_domains(option, join_path(key_path, f"<option {i}>"))]
-    if isinstance(cfg, Mapping):
-        return [found for key, value in cfg.items() for found in find_search_domains(value, join_path(key_path, key))]
-    if isinstance(cfg, (list, tuple)):
-        return [found for i, value in enumerate(cfg) for found in find_search_domains(value, join_path(key_path, i))]
-    return []
+        return key_path, cfg
+    items = cfg.items() if isinstance(cfg, Mapping) else enumerate(cfg) if isinstance(cfg, (list, tuple)) else ()
+    for key, value in items:
+        found = first_search_domain(value, join_path(key_path, key))
+        if found is not None:
+            return found
+    return None
 
 
 def check_no_search_domains(cfg: Mapping[str, Any]) -> None:
-    domains = find_search_domains(cfg)
-    if domains:
-        path, domain = domains[0]
+    found = first_search_domain(cfg)
+    if found is not None:
+        path, domain = found
         raise ConfigError(path, f"is a search-space domain ({type(domain).__name__}), not a value; run the file "
                           f"with torchmate-tune, or give a value (e.g. --set {path}=...)")
 

@@ -94,18 +94,17 @@ def pbt_mutations(config: Mapping[str, Any]) -> dict[str, Any]:
     """PBT's ``hyperparam_mutations``: the config's domains that sit at dict-only key paths."""
     from ray.tune.search.sample import Function
 
-    from torchmate_ray.lightning.configure import find_search_domains
     from torchmate_ray.lightning.errors import ConfigError
+    from torchmate_ray.tune.domains import find_domains
 
     mutations: dict[str, Any] = {}
-    for path, domain in find_search_domains(config):
-        parts = path.split(".")
-        if "<option" in path or any(p.isdigit() for p in parts) or isinstance(domain, (Function, Mapping)):
+    for found in find_domains(config):
+        if found.in_choice or found.in_list or found.is_grid or isinstance(found.domain, Function):
             continue
         node = mutations
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = domain
+        for key in found.steps[:-1]:
+            node = node.setdefault(key, {})
+        node[found.steps[-1]] = found.domain
     if not mutations:
         raise ConfigError("sweep.scheduler", "PBT needs continuous or choice domains at dict key paths to mutate; "
                           "use another scheduler")
@@ -116,17 +115,18 @@ def check_optuna_space(config: Mapping[str, Any]) -> None:
     """Optuna samples plain domains at dict key paths only; refuse the rest up front, by key."""
     from ray.tune.search.sample import Categorical, Function
 
-    from torchmate_ray.lightning.configure import find_search_domains
     from torchmate_ray.lightning.errors import ConfigError
+    from torchmate_ray.tune.domains import find_domains
 
-    for path, domain in find_search_domains(config):
-        reason = ("grid_search" if isinstance(domain, Mapping) else "sample_from" if isinstance(domain, Function)
-                  else "a domain inside a choice" if "<option" in path
+    for found in find_domains(config):
+        domain = found.domain
+        reason = ("grid_search" if found.is_grid else "sample_from" if isinstance(domain, Function)
+                  else "a domain inside a choice" if found.in_choice
                   else "a choice among dicts, lists or classes" if isinstance(domain, Categorical) and not all(
                       isinstance(c, (str, int, float, bool, type(None))) for c in domain.categories)
-                  else "a domain inside a list" if any(p.isdigit() for p in path.split(".")) else None)
+                  else "a domain inside a list" if found.in_list else None)
         if reason:
-            raise ConfigError(path, f"Optuna cannot search {reason}; use --search random, or move the domain")
+            raise ConfigError(found.path, f"Optuna cannot search {reason}; use --search random, or move the domain")
 
 
 SCHEDULERS: dict[str, Choice] = {

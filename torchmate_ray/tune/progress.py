@@ -22,7 +22,8 @@ from typing import Any, TextIO
 
 from ray.tune import Callback
 
-from torchmate_ray.tune.report import format_value, get_path, varied_paths
+from torchmate_ray.tune.domains import varied_paths
+from torchmate_ray.tune.report import format_value, get_path
 from torchmate_ray.tune.space import SearchSpace
 
 STATES = ("running", "pending", "finished", "stopped", "errored")
@@ -72,7 +73,7 @@ class SweepProgress(Callback):
     Args:
         metric, mode: the sweep's metric and ``"max"`` or ``"min"``.
         num_trials, max_epochs: the sweep's size; the epoch budget is their product.
-        param_paths: key paths of the hyperparameters that vary (``report.varied_paths``).
+        param_paths: key paths of the hyperparameters that vary (``domains.varied_paths``).
         epoch_key: the result key that counts a trial's epochs (the schedulers' time attribute).
         tty: redraw a table (True) or print lines (False); None: a table when the output is a terminal.
         stream: where to write; None: ``sys.stdout``.

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from torchmate_ray.lightning.files import module_name
-from torchmate_ray.tune.space import SearchSpace, find_domains
+from torchmate_ray.tune.domains import varied_paths
+from torchmate_ray.tune.space import SearchSpace
 
 
 @dataclass
@@ -28,17 +29,6 @@ class TrialRow:
     curve: list[tuple[int, float]] = field(repr=False)
     node: str = ""
     error: str | None = None
-
-
-def varied_paths(config: Mapping[str, Any]) -> list[str]:
-    """Key paths of the config's domains as they appear in a trial's config (a domain inside a
-    choice's option, ``optimizer.<option 0>.cfg.lr``, is the trial's ``optimizer.cfg.lr``)."""
-    paths: list[str] = []
-    for path, _ in find_domains(config):
-        plain = ".".join(part for part in path.split(".") if not part.startswith("<option"))
-        if plain not in paths:
-            paths.append(plain)
-    return paths
 
 
 def get_path(config: Any, path: str) -> Any:

@@ -24,8 +24,9 @@ from ray.tune.search.sample import Categorical, Domain, Float, Integer, LogUnifo
 from torchmate_ray.tune.choices import list_milestones
 from torchmate_ray.tune.experiment import load_experiment_space
 from torchmate_ray.tune.record import EPOCHS, RESULT_FILE, code_errors, read_lines
-from torchmate_ray.tune.report import TrialRow, format_value, get_path, varied_paths
-from torchmate_ray.tune.space import SearchSpace, find_domains
+from torchmate_ray.tune.domains import find_domains, varied_paths
+from torchmate_ray.tune.report import TrialRow, format_value, get_path
+from torchmate_ray.tune.space import SearchSpace
 
 EPOCH_KEYS = (EPOCHS, "training_iteration")  # epochs done: as the trial reports them, else Tune's report count
 STATE_STATUS = {"RUNNING": "running", "PENDING": "pending", "PAUSED": "pending", "ERROR": "errored"}
@@ -271,9 +272,8 @@ def build_compute_account(space: SearchSpace, trials: list[TrialRow], seconds: M
 def build_param_axes(space: SearchSpace, trials: list[TrialRow]) -> list[ParamAxis]:
     """How to plot each varied hyperparameter, from the kind of domain that samples it."""
     domains: dict[str, list[Any]] = {}
-    for path, domain in find_domains(space.config):
-        plain = ".".join(part for part in path.split(".") if not part.startswith("<option"))
-        domains.setdefault(plain, []).append(domain)
+    for found in find_domains(space.config):
+        domains.setdefault(found.trial_path, []).append(found.domain)
     axes = []
     for path in varied_paths(space.config):
         numeric = [d for d in domains[path] if isinstance(d, (Float, Integer))]

@@ -21,11 +21,11 @@ from ray.tune.search.variant_generator import generate_variants
 
 from torchmate_ray.lightning.build import copy_config
 from torchmate_ray.lightning.configure import check_config, configure_model_data, configure_trainer
-from torchmate_ray.lightning.configure import find_search_domains as find_domains
 from torchmate_ray.lightning.errors import ConfigError, describe, suggest
 from torchmate_ray.lightning.files import apply_overrides, load_python_file
 from torchmate_ray.tune.choices import (DEFAULT_SCHEDULER, DEFAULT_SEARCHER, SCHEDULERS, SEARCHERS, describe_choice,
                                         read_choice)
+from torchmate_ray.tune.domains import FoundDomain, find_domains
 
 MODES = ("min", "max")
 RESOURCE_KEYS = ("workers", "cpus_per_worker", "gpus_per_worker")
@@ -61,16 +61,16 @@ class SearchSpace:
     settings: SweepSettings
 
     @property
-    def domains(self) -> list[tuple[str, Any]]:
+    def domains(self) -> list[FoundDomain]:
         return find_domains(self.config)
 
     @property
     def num_trials(self) -> int:
         """How many trials the sweep runs: ``num_samples`` times every grid's size."""
         total = self.settings.num_samples
-        for path, domain in self.domains:
-            if isinstance(domain, Mapping) and "<option" not in path:
-                total *= len(domain["grid_search"])
+        for found in self.domains:
+            if found.is_grid and not found.in_choice:
+                total *= len(found.domain["grid_search"])
         return total
 
     @property
@@ -201,8 +201,9 @@ def _name(value: Any) -> Any:
 # --- validation -------------------------------------------------------------------------------
 def sample_configs(config: Mapping[str, Any], seed: int = 0) -> list[dict[str, Any]]:
     """Concrete configs that between them take every option of every choice and grid at least once."""
-    widest = max([len(d.categories) for _, d in find_domains(config) if isinstance(d, Categorical)]
-                 + [len(d["grid_search"]) for _, d in find_domains(config) if isinstance(d, Mapping)] + [1])
+    domains = [found.domain for found in find_domains(config)]
+    widest = max([len(d.categories) for d in domains if isinstance(d, Categorical)]
+                 + [len(d["grid_search"]) for d in domains if isinstance(d, Mapping)] + [1])
     samples = []
     for k in range(max(widest, 2)):
         variants = generate_variants(copy_config(_pick_options(config, k)), constant_grid_search=True,
@@ -269,9 +270,9 @@ def check_metric(metric: str, model: Any) -> None:
 def describe_space(space: SearchSpace, plan_lines: Sequence[str]) -> str:
     """What ``--dry-run`` prints: the domains by key path, the sweep settings and the resource plan."""
     domains = space.domains
-    width = max([len(path) for path, _ in domains] + [0])
+    width = max([len(found.path) for found in domains] + [0])
     lines = [f"search space: {space.path}", f"domains ({len(domains)}):"]
-    lines += [f"  {path:<{width}}  {describe_domain(domain)}" for path, domain in domains] or ["  (none)"]
+    lines += [f"  {found.path:<{width}}  {describe_domain(found.domain)}" for found in domains] or ["  (none)"]
     lines.append("sweep:")
     chosen = {"scheduler": describe_choice(SCHEDULERS, space.settings.scheduler, {"max_t": space.max_epochs}),
               "search_alg": describe_choice(SEARCHERS, space.settings.search_alg, {})}

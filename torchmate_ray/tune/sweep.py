@@ -27,7 +27,8 @@ from torchmate_ray.tune.progress import SweepProgress, build_progress, quiet_ray
 from torchmate_ray.tune.record import CODE_ERRORS, FailureBudget, ResultRecord
 from torchmate_ray.tune.resources import (EarlyRay, LocalRay, ResourcePlan, cluster_nodes, connect_ray, local_nodes,
                                           plan_resources)
-from torchmate_ray.tune.space import SearchSpace, find_domains, sample_configs
+from torchmate_ray.tune.domains import find_domains
+from torchmate_ray.tune.space import SearchSpace, sample_configs
 from torchmate_ray.tune.trial import EPOCHS, TrialLayout, train_trial
 
 # Rungs in epochs done, as the trials report them: Tune's own training_iteration counts reports, and a
