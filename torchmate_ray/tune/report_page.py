@@ -23,9 +23,8 @@ from matplotlib.figure import Figure
 
 from torchmate_ray.lightning.errors import ConfigError
 from torchmate_ray.tune.choices import SCHEDULERS, read_choice
-from torchmate_ray.tune.report import TrialRow
-from torchmate_ray.tune.report import format_value
 from torchmate_ray.tune.report_data import ReportData, build_report_data
+from torchmate_ray.tune.rows import TrialRow, format_value
 from torchmate_ray.tune.space import SearchSpace
 
 PLOTS_DIR = "report"  # the PNGs, beside report.html in the experiment directory
