@@ -16,7 +16,7 @@ from typing import Any
 
 from ray.tune.search.sample import Categorical, Domain, Float, Integer, LogUniform, Quantized
 
-from torchmate_ray.tune.choices import list_milestones
+from torchmate_ray.tune.choices import SCHEDULERS, list_milestones, read_choice
 from torchmate_ray.tune.domains import find_domains, varied_paths
 from torchmate_ray.tune.experiment import load_experiment_space
 from torchmate_ray.tune.rows import TrialRow, best_trial, count_statuses, format_value, rank_trials
@@ -98,6 +98,12 @@ class ReportData:
     @property
     def best(self) -> TrialRow | None:
         return best_trial(self.trials, self.space.settings.mode)
+
+    @property
+    def scheduler_name(self) -> str:
+        """``ASHA``; a scheduler without rungs: ``fifo; every epoch is a milestone``."""
+        name, choice, _ = read_choice(SCHEDULERS, self.space.settings.scheduler, "sweep.scheduler")
+        return name.upper() if choice.rungs else f"{name}; every epoch is a milestone"
 
     def status_counts(self) -> dict[str, int]:
         return count_statuses(self.trials)
