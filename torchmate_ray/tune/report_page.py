@@ -1,27 +1,35 @@
-"""The offline report: ``report.html`` (one self-contained file, images as data URIs) and its PNGs.
+"""The offline report: ``report.html`` (one self-contained file, images as data URIs) and its PNGs, and the
+page that puts two experiments side by side; from the jinja2 templates in ``templates/``, which escape
+every value.
 
     write_report("ray_results/lenet-...")                    # -> .../report.html and .../report/*.png
     write_comparison("ray_results/a", "ray_results/b")       # -> ray_results/a/compare-b.html
 
-The plots are ``plots.py``'s, each drawn from a :class:`~torchmate_ray.tune.report_data.ReportData`.
+This module says what the pages show (the texts of every table); the templates lay them out.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import jinja2
 
 from torchmate_ray.lightning.errors import ConfigError
 from torchmate_ray.tune.plots import plot_comparison_curves, render_plots, render_png
 from torchmate_ray.tune.report_data import ReportData, build_report_data
 from torchmate_ray.tune.rows import TrialRow, format_value
-from torchmate_ray.tune.space import SearchSpace
+
+if TYPE_CHECKING:
+    from torchmate_ray.tune.space import SearchSpace
 
 PLOTS_DIR = "report"  # the PNGs, beside report.html in the experiment directory
+TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("torchmate_ray.tune", "templates"),
+                               autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
+                               lstrip_blocks=True, keep_trailing_newline=True)
 
 
 def write_report(directory: str | Path, space: SearchSpace | None = None, output: str | Path | None = None) -> Path:
@@ -60,12 +68,95 @@ def check_output(path: Path) -> Path:
     return path
 
 
-# --- comparison -------------------------------------------------------------------------------
+# --- the report ---------------------------------------------------------------------------------
+def render_report_html(data: ReportData, plots: Mapping[str, bytes]) -> str:
+    """The report page: state, compute account, plots (embedded), leaderboard, errors."""
+    return TEMPLATES.get_template("report.html.j2").render(
+        title=f"Sweep report: {data.directory.name}", directory=data.directory, space_path=data.space.path,
+        mode=data.space.settings.mode, metric=data.metric, max_epochs=data.space.max_epochs,
+        scheduler=data.scheduler_name, state=_unfinished_state(data), summary=summary_rows(data),
+        compute=compute_rows(data), figures=[_figure(name, png) for name, png in plots.items()],
+        leaderboard=build_leaderboard(data), errors=[(t.trial_id, t.error) for t in data.trials if t.error])
+
+
+def summary_rows(data: ReportData) -> list[tuple[str, str]]:
+    """The trials by status, the best trial and its hyperparameters."""
+    best = data.best
+    rows = [("trials", _counts(data)),
+            ("best trial", f"{best.trial_id}: {data.metric} = {best.value:.4f} after {best.epochs} epochs"
+             if best else "none yet (no trial has reported the metric)")]
+    if best:
+        rows += [(f"best {axis.path}", _short(best.params.get(axis.path))) for axis in data.params]
+    return rows
+
+
+def compute_rows(data: ReportData) -> list[list[str]]:
+    """Epochs, trial-seconds (and GPU-seconds): spent, without early stopping, saved."""
+    c = data.compute
+    rows = [["epochs", f"{c.epochs}", f"{c.epochs_without_stopping}", _saved(c.epochs, c.epochs_without_stopping)],
+            ["trial-seconds", f"{c.seconds:.1f}", f"{c.seconds_without_stopping:.1f}",
+             _saved(c.seconds, c.seconds_without_stopping)]]
+    if c.gpus_per_trial:
+        rows.append([f"GPU-seconds ({c.gpus_per_trial:g} GPU per trial)", f"{c.gpu_seconds:.1f}",
+                     f"{c.gpu_seconds_without_stopping:.1f}", _saved(c.gpu_seconds, c.gpu_seconds_without_stopping)])
+    return rows
+
+
+@dataclass
+class Leaderboard:
+    """The leaderboard's texts: ``num`` are the numeric columns; ``classes``, each row's (``best`` or its status)."""
+
+    header: list[str]
+    rows: list[list[str]]
+    num: list[int]
+    classes: list[str]
+
+
+def build_leaderboard(data: ReportData) -> Leaderboard:
+    """Every trial, best first: rank, status, epochs, metric, hyperparameters, seconds, node."""
+    header = ["#", "trial", "status", "epochs", data.metric, *(p.path for p in data.params), "seconds", "node"]
+    best = data.best
+    rows = [[f"{rank}", trial.trial_id, trial.status, f"{trial.epochs}",
+             "-" if trial.value is None else f"{trial.value:.4f}",
+             *(_short(trial.params.get(p.path)) for p in data.params),
+             f"{data.seconds.get(trial.trial_id, 0):.1f}", trial.node]
+            for rank, trial in enumerate(data.trials, start=1)]
+    return Leaderboard(header, rows, num=[0, 3, 4, len(header) - 2],
+                       classes=["best" if trial is best else trial.status for trial in data.trials])
+
+
+# --- the comparison -----------------------------------------------------------------------------
 @dataclass
 class ConfigDifference:
     path: str
     a: Any
     b: Any
+
+
+def render_comparison_html(a: ReportData, b: ReportData, differences: list[ConfigDifference]) -> str:
+    """Two experiments side by side: best metric, compute spent, the best configs' differences."""
+    return TEMPLATES.get_template("comparison.html.j2").render(
+        title=f"Sweep comparison: {a.directory.name} vs {b.directory.name}", a=a, b=b,
+        side_by_side=side_by_side_rows(a, b),
+        differences=[(d.path, _short(d.a), _short(d.b)) for d in differences],
+        figures=[_figure("comparison_curves", render_png(plot_comparison_curves(a, b)))])
+
+
+def side_by_side_rows(a: ReportData, b: ReportData) -> list[tuple[str, str, str]]:
+    """What each experiment ran and spent, and its best trial."""
+    rows = [("experiment", str(a.directory), str(b.directory)), ("search space", str(a.space.path), str(b.space.path)),
+            ("metric", f"{a.space.settings.mode} {a.metric}", f"{b.space.settings.mode} {b.metric}"),
+            ("scheduler, max epochs", f"{a.scheduler_name}, {a.space.max_epochs}",
+             f"{b.scheduler_name}, {b.space.max_epochs}"),
+            ("state", _state(a), _state(b)), ("trials", _counts(a), _counts(b)),
+            ("best trial", a.best.trial_id if a.best else "-", b.best.trial_id if b.best else "-"),
+            ("best value", _value(a.best), _value(b.best)),
+            ("best trial's epochs", str(a.best.epochs) if a.best else "-", str(b.best.epochs) if b.best else "-"),
+            ("epochs run (without early stopping)", _epochs(a), _epochs(b)),
+            ("trial-seconds (without early stopping)", _seconds(a), _seconds(b))]
+    if a.compute.gpus_per_trial or b.compute.gpus_per_trial:
+        rows.append(("GPU-seconds (without early stopping)", _gpu_seconds(a), _gpu_seconds(b)))
+    return rows
 
 
 def diff_configs(a: ReportData, b: ReportData) -> list[ConfigDifference]:
@@ -86,130 +177,17 @@ def flatten_config(config: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-# --- HTML -------------------------------------------------------------------------------------
-CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1100px;
-       color: #222; padding: 0 1em; }
-h1 { font-size: 1.5em; margin-bottom: 0.2em; } h2 { font-size: 1.2em; margin-top: 1.8em; border-bottom: 1px solid #ddd; }
-.sub { color: #666; margin-top: 0; } .note { background: #fff6e0; border-left: 4px solid #f0a500; padding: 0.5em 1em; }
-table { border-collapse: collapse; font-size: 0.9em; } th, td { padding: 0.25em 0.7em; border-bottom: 1px solid #eee;
-text-align: left; } th { background: #f6f6f6; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
-tr.best td { background: #fff1e0; font-weight: 600; } tr.stopped td { color: #888; } tr.errored td { color: #b00; }
-figure { margin: 1em 0; } img { max-width: 100%; height: auto; border: 1px solid #eee; }
-figcaption { color: #666; font-size: 0.85em; } code { background: #f3f3f3; padding: 0 0.25em; }
-.wide { overflow-x: auto; }
-"""
+# --- texts --------------------------------------------------------------------------------------
+def _figure(name: str, png: bytes) -> tuple[str, str]:
+    """(caption, data URI) of a plot."""
+    return name.replace("_", " "), "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def render_report_html(data: ReportData, plots: Mapping[str, bytes]) -> str:
-    """The report page: state, compute account, plots (embedded), leaderboard, errors."""
-    best = data.best
-    state = _state(data) if data.complete or data.interrupted_by else "still running or interrupted (read from the trials' files so far)"
-    parts = [
-        f"<h1>Sweep report: {_e(data.directory.name)}</h1>",
-        f'<p class="sub">{_e(str(data.directory))} &middot; space <code>{_e(str(data.space.path))}</code> &middot; '
-        f"{_e(data.space.settings.mode)} <code>{_e(data.metric)}</code> &middot; {data.space.max_epochs} epochs max "
-        f"&middot; scheduler {_e(data.scheduler_name)}</p>",
-        "" if data.complete else f'<p class="note">This sweep is {_e(state)}.</p>',
-        "<h2>Summary</h2>", _summary_table(data, best), "<h2>Compute</h2>", _compute_table(data),
-        "<h2>Plots</h2>", *(_figure(name, png) for name, png in plots.items()),
-        "<h2>Leaderboard</h2>", _leaderboard_table(data),
-        _errors_list(data.trials),
-    ]
-    return _page(f"Sweep report: {data.directory.name}", parts)
-
-
-def render_comparison_html(a: ReportData, b: ReportData, differences: list[ConfigDifference]) -> str:
-    """Two experiments side by side: best metric, compute spent, the best configs' differences."""
-    rows = [("experiment", str(a.directory), str(b.directory)), ("search space", str(a.space.path), str(b.space.path)),
-            ("metric", f"{a.space.settings.mode} {a.metric}", f"{b.space.settings.mode} {b.metric}"),
-            ("scheduler, max epochs", f"{a.scheduler_name}, {a.space.max_epochs}",
-             f"{b.scheduler_name}, {b.space.max_epochs}"),
-            ("state", _state(a), _state(b)), ("trials", _counts(a), _counts(b)),
-            ("best trial", a.best.trial_id if a.best else "-", b.best.trial_id if b.best else "-"),
-            ("best value", _value(a.best), _value(b.best)),
-            ("best trial's epochs", str(a.best.epochs) if a.best else "-", str(b.best.epochs) if b.best else "-"),
-            ("epochs run (without early stopping)", _epochs(a), _epochs(b)),
-            ("trial-seconds (without early stopping)", _seconds(a), _seconds(b))]
-    if a.compute.gpus_per_trial or b.compute.gpus_per_trial:
-        rows.append(("GPU-seconds (without early stopping)", _gpu_seconds(a), _gpu_seconds(b)))
-    table = _table(["", _e(a.directory.name), _e(b.directory.name)], [[_e(c) for c in row] for row in rows])
-    note = "" if a.metric == b.metric else (f'<p class="note">The sweeps optimize different metrics '
-                                            f"({_e(a.metric)} vs {_e(b.metric)}): best values do not compare.</p>")
-    diff = (_table(["config key", _e(a.directory.name), _e(b.directory.name)],
-                   [[f"<code>{_e(d.path)}</code>", _e(_short(d.a)), _e(_short(d.b))] for d in differences])
-            if differences else "<p>The two best configs are the same.</p>")
-    parts = [f"<h1>Sweep comparison: {_e(a.directory.name)} vs {_e(b.directory.name)}</h1>", note,
-             "<h2>Side by side</h2>", table, "<h2>Best configs' differences</h2>", diff,
-             "<h2>Learning curves</h2>", _figure("comparison_curves", render_png(plot_comparison_curves(a, b)))]
-    return _page(f"Sweep comparison: {a.directory.name} vs {b.directory.name}", parts)
-
-
-def _summary_table(data: ReportData, best: TrialRow | None) -> str:
-    rows = [("trials", _counts(data)),
-            ("best trial", f"{best.trial_id}: {data.metric} = {best.value:.4f} after {best.epochs} epochs"
-             if best else "none yet (no trial has reported the metric)")]
-    if best:
-        rows += [(f"best {axis.path}", _short(best.params.get(axis.path))) for axis in data.params]
-    return _table([], [[_e(k), _e(v)] for k, v in rows])
-
-
-def _compute_table(data: ReportData) -> str:
-    c = data.compute
-    rows = [["epochs", f"{c.epochs}", f"{c.epochs_without_stopping}", _saved(c.epochs, c.epochs_without_stopping)],
-            ["trial-seconds", f"{c.seconds:.1f}", f"{c.seconds_without_stopping:.1f}",
-             _saved(c.seconds, c.seconds_without_stopping)]]
-    if c.gpus_per_trial:
-        rows.append([f"GPU-seconds ({c.gpus_per_trial:g} GPU per trial)", f"{c.gpu_seconds:.1f}",
-                     f"{c.gpu_seconds_without_stopping:.1f}", _saved(c.gpu_seconds, c.gpu_seconds_without_stopping)])
-    table = _table(["", "spent", "without early stopping", "saved"],
-                   [[_e(row[0]), *(f'<td class="num">{_e(cell)}</td>' for cell in row[1:])] for row in rows])
-    return table + ('<p class="sub">Without early stopping: every trial run to max epochs (errored ones as they '
-                    "ran); its seconds from each trial's own mean seconds per epoch.</p>")
-
-
-def _leaderboard_table(data: ReportData) -> str:
-    header = ["#", "trial", "status", "epochs", _e(data.metric), *(_e(p.path) for p in data.params), "seconds", "node"]
-    best = data.best
-    rows = []
-    for rank, trial in enumerate(data.trials, start=1):
-        cells = [f'<td class="num">{rank}</td>', _e(trial.trial_id), _e(trial.status),
-                 f'<td class="num">{trial.epochs}</td>',
-                 f'<td class="num">{"-" if trial.value is None else f"{trial.value:.4f}"}</td>',
-                 *(_e(_short(trial.params.get(p.path))) for p in data.params),
-                 f'<td class="num">{data.seconds.get(trial.trial_id, 0):.1f}</td>', _e(trial.node)]
-        rows.append((cells, "best" if trial is best else trial.status))
-    body = "".join(f'<tr class="{kind}">' + "".join(_cell(c) for c in cells) + "</tr>" for cells, kind in rows)
-    return f'<div class="wide"><table><tr>{"".join(f"<th>{h}</th>" for h in header)}</tr>{body}</table></div>'
-
-
-def _errors_list(trials: list[TrialRow]) -> str:
-    errored = [t for t in trials if t.error]
-    if not errored:
-        return ""
-    items = "".join(f"<li><code>{_e(t.trial_id)}</code>: {_e(t.error)}</li>" for t in errored)
-    return f"<h2>Errors</h2><ul>{items}</ul>"
-
-
-def _figure(name: str, png: bytes) -> str:
-    source = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-    caption = name.replace("_", " ")
-    return f'<figure><img alt="{_e(caption)}" src="{source}"><figcaption>{_e(caption)}</figcaption></figure>'
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    head = f"<tr>{''.join(f'<th>{h}</th>' for h in header)}</tr>" if header else ""
-    return "<table>" + head + "".join("<tr>" + "".join(_cell(c) for c in row) + "</tr>" for row in rows) + "</table>"
-
-
-def _cell(content: str) -> str:
-    return content if content.startswith("<td") else f"<td>{content}</td>"
-
-
-def _page(title: str, parts: list[str]) -> str:
-    body = "\n".join(part for part in parts if part)
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
-            f"<style>{CSS}</style></head>\n<body>\n{body}\n</body></html>\n")
+def _unfinished_state(data: ReportData) -> str | None:
+    """What the report's note says of a sweep that has not ended (None: it has)."""
+    if data.complete:
+        return None
+    return _state(data) if data.interrupted_by else "still running or interrupted (read from the trials' files so far)"
 
 
 def _state(data: ReportData) -> str:
@@ -244,7 +222,3 @@ def _saved(spent: float, full: float) -> str:
 
 def _short(value: Any) -> str:
     return "-" if value is None else format_value(value)
-
-
-def _e(text: Any) -> str:
-    return html.escape(str(text))
