@@ -22,8 +22,8 @@ import pytest
 
 from torchmate_ray.cli import build_tune_parser
 from torchmate_ray.tune import progress
-from torchmate_ray.tune.progress import (Best, Snapshot, SweepProgress, format_duration, format_line, format_table,
-                                         quiet_ray_output, short_labels)
+from torchmate_ray.tune.progress import SweepProgress, quiet_ray_output
+from torchmate_ray.tune.progress_text import Best, Snapshot, format_duration, format_line, format_table, short_labels
 
 
 @dataclass

@@ -2,8 +2,8 @@
 
 This replaces Ray Tune's own output (``torchmate-tune --verbose`` brings Ray's back instead). A trial
 is *running* or *pending* (PENDING or PAUSED in Ray) until it ends as *finished* (all ``max_epochs``),
-*stopped* (ended earlier: ASHA cut it) or *errored*, the same words as the leaderboard and summary.json.
-The best trial is the best of those that finished or stopped, by the metric at their last epoch.
+*stopped* (ended earlier: ASHA cut it) or *errored*, the same words and rules as the leaderboard and
+summary.json (``rows``). The best trial is the best of those that finished or stopped (``rows.best_trial``).
 """
 
 from __future__ import annotations
@@ -15,43 +15,19 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, TextIO
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ray.tune import Callback
 
 from torchmate_ray.tune.domains import varied_paths
-from torchmate_ray.tune.report import format_value, get_path
-from torchmate_ray.tune.space import SearchSpace
+from torchmate_ray.tune.progress_text import Best, Snapshot, describe_end, format_line, format_table, short_labels
+from torchmate_ray.tune.rows import ENDED, TrialRow, best_trial, ended_status, format_value, get_path, live_status
 
-STATES = ("running", "pending", "finished", "stopped", "errored")
-ENDED = ("finished", "stopped", "errored")
+if TYPE_CHECKING:
+    from torchmate_ray.tune.space import SearchSpace
 
-
-@dataclass
-class Best:
-    trial_id: str
-    value: float
-    params: dict[str, str]  # short label -> short value, e.g. {"lr": "0.001123"}
-
-
-@dataclass
-class Snapshot:
-    """Where a sweep stands: trials by state, epochs run of the budget, the best ended trial, time."""
-
-    counts: dict[str, int]
-    num_trials: int
-    epochs_done: int
-    epoch_budget: int
-    best: Best | None
-    elapsed: float
-    eta: float | None
-
-    @property
-    def ended(self) -> int:
-        return sum(self.counts[state] for state in ENDED)
+STATES = ("running", "pending", *ENDED)
 
 
 class SweepProgress(Callback):
@@ -60,8 +36,8 @@ class SweepProgress(Callback):
     On a terminal, a table of four lines is redrawn in place when it changes, at most every
     ``redraw_s`` seconds. Otherwise (CI, a log file) each trial that ends prints one plain line that
     also carries the counts, the best trial (its hyperparameters when it is new), epochs run and the
-    time left, so a sweep of N trials prints N lines. Trial states are read from Ray's trials on every update, so a resumed
-    sweep counts the trials that ended before it.
+    time left, so a sweep of N trials prints N lines. Trial states are read from Ray's trials on every
+    update, so a resumed sweep counts the trials that ended before it.
 
     The time left is a rough estimate: the trials still to end, at the pace trials have ended in this
     run (elapsed time / trials ended). ASHA's early stops and the trials running now are in that pace;
@@ -112,10 +88,10 @@ class SweepProgress(Callback):
             self.first_result_at = time.time()  # wall clock, as the command's start (not self.clock)
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        self._trial_ended(trials, trial, "finished" if self.epochs_of(trial) >= self.max_epochs else "stopped")
+        self._trial_ended(trials, trial, ended_status(self.epochs_of(trial), self.max_epochs))
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        self._trial_ended(trials, trial, "errored")
+        self._trial_ended(trials, trial, ended_status(self.epochs_of(trial), self.max_epochs, errored=True))
 
     def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
         if self.tty and self.clock() - self._last_draw >= self.redraw_s:
@@ -130,39 +106,42 @@ class SweepProgress(Callback):
         """One of STATES. A trial that just ended is still RUNNING in Ray while its hooks run."""
         if trial.trial_id in self._ended:
             return self._ended[trial.trial_id]
-        status = trial.status
-        if status == "TERMINATED":
-            return "finished" if self.epochs_of(trial) >= self.max_epochs else "stopped"
-        return {"ERROR": "errored", "RUNNING": "running"}.get(status, "pending")
+        return live_status(trial.status, self.epochs_of(trial), self.max_epochs)
 
     def epochs_of(self, trial: Any) -> int:
         return int((trial.last_result or {}).get(self.epoch_key, 0) or 0)
 
+    def row_of(self, trial: Any) -> TrialRow:
+        """Ray's trial as the leaderboard's row: its state, epochs, last value of the metric, hyperparameters."""
+        config = trial.config or {}
+        return TrialRow(trial.trial_id, self.state_of(trial), self.epochs_of(trial), _metric(trial, self.metric),
+                        {path: get_path(config, path) for path in self.param_paths}, config)
+
     def snapshot(self, trials: Sequence[Any]) -> Snapshot:
-        states = {trial.trial_id: self.state_of(trial) for trial in trials}
-        counts = {state: sum(s == state for s in states.values()) for state in STATES}
+        rows = [self.row_of(trial) for trial in trials]
+        counts = {state: sum(row.status == state for row in rows) for state in STATES}
         counts["pending"] += max(self.num_trials - len(trials), 0)  # not created by the searcher yet
         elapsed = self.clock() - self._started
         to_end = self.num_trials - sum(counts[state] for state in ENDED)
         eta = to_end * elapsed / len(self._ended) if self._ended else None
-        return Snapshot(counts, self.num_trials, sum(map(self.epochs_of, trials)), self.num_trials * self.max_epochs,
-                        self.best_of(t for t in trials if states[t.trial_id] in ("finished", "stopped")),
-                        elapsed, eta)
+        ended = [row for row in rows if row.status in ("finished", "stopped")]
+        return Snapshot(counts, self.num_trials, sum(row.epochs for row in rows), self.num_trials * self.max_epochs,
+                        self._as_best(best_trial(ended, self.mode)), elapsed, eta)
 
-    def best_of(self, trials: Any) -> Best | None:
-        """The best trial by its last value of the metric; ties go to the smaller trial id, as in the leaderboard."""
-        sign = -1 if self.mode == "max" else 1
-        scored = [(sign * value, trial.trial_id, trial) for trial in trials
-                  if (value := _metric(trial, self.metric)) is not None]
-        if not scored:
+    def best_of(self, trials: Iterable[Any]) -> Best | None:
+        """The best of ``trials`` by the leaderboard's rule (``rows.best_trial``)."""
+        return self._as_best(best_trial(map(self.row_of, trials), self.mode))
+
+    def _as_best(self, row: TrialRow | None) -> Best | None:
+        if row is None:
             return None
-        _, trial_id, trial = min(scored, key=lambda item: item[:2])
-        params = {label: format_value(get_path(trial.config or {}, path)) for label, path in zip(self.labels, self.param_paths)}
-        return Best(trial_id, _metric(trial, self.metric), params)
+        return Best(row.trial_id, row.value, {label: format_value(row.params[path])
+                                              for label, path in zip(self.labels, self.param_paths)})
 
     def _trial_ended(self, trials: list[Any], trial: Any, state: str) -> None:
         self._ended[trial.trial_id] = state
-        self._last_event = describe_end(trial, state, f"{self.epochs_of(trial)}/{self.max_epochs}", self.metric)
+        self._last_event = describe_end(self.row_of(trial), f"{self.epochs_of(trial)}/{self.max_epochs}", self.metric,
+                                        getattr(trial, "error_file", None))
         snapshot = self.snapshot(trials)
         new_best = snapshot.best is not None and snapshot.best.trial_id != self._best_id
         self._best_id = snapshot.best.trial_id if snapshot.best else None
@@ -241,85 +220,9 @@ def quiet_ray_output(verbose: bool) -> Iterator[None]:
             os.environ["RAY_AIR_NEW_OUTPUT"] = saved
 
 
-# --- formatting ---------------------------------------------------------------------------------
-def format_line(event: str, s: Snapshot, new_best: bool) -> str:
-    """One line for a log: the trial that ended, then where the sweep stands.
-
-    ``[1:05] 3f2a1_00007 stopped at epoch 1/3, val/accuracy 0.8275 | 8/12 ended: 3 finished, 5 stopped,
-    0 errored; 2 running | epochs 14/36 | eta 0:32 | best 0.9550 3f2a1_00005``
-    """
-    counts = s.counts
-    best = "best -" if s.best is None else f"{'new best' if new_best else 'best'} {s.best.value:.4f} {s.best.trial_id}"
-    if s.best is not None and new_best and s.best.params:
-        best += ": " + " ".join(f"{k}={v}" for k, v in s.best.params.items())
-    return (f"[{format_duration(s.elapsed)}] {event} | {s.ended}/{s.num_trials} ended: {counts['finished']} finished, "
-            f"{counts['stopped']} stopped, {counts['errored']} errored; {counts['running']} running | "
-            f"epochs {s.epochs_done}/{s.epoch_budget} | eta {format_duration(s.eta)} | {best}")
-
-
-def format_table(s: Snapshot, metric: str, last_event: str) -> list[str]:
-    """The terminal table: four lines."""
-    counts = s.counts
-    best = "-" if s.best is None else f"{metric} {s.best.value:.4f}  {s.best.trial_id}  " + "  ".join(
-        f"{k}={v}" for k, v in s.best.params.items())
-    return [
-        f"trials   {s.ended}/{s.num_trials} ended: {counts['finished']} finished, {counts['stopped']} stopped, "
-        f"{counts['errored']} errored  |  {counts['running']} running, {counts['pending']} pending",
-        f"epochs   {s.epochs_done}/{s.epoch_budget}  |  elapsed {format_duration(s.elapsed)}  |  "
-        f"eta {format_duration(s.eta)}",
-        f"best     {best}",
-        f"last     {last_event or '-'}",
-    ]
-
-
-def describe_end(trial: Any, state: str, epochs: str, metric: str) -> str:
-    """``3f2a1_00007 stopped at epoch 1/3, val/accuracy 0.8275``; errored: the error's last line and its file."""
-    text = f"{trial.trial_id} {state} at epoch {epochs}"
-    if state == "errored":
-        error = _last_error_line(trial)
-        return text + (f": {error} (traceback: {trial.error_file})" if error else "")
-    value = _metric(trial, metric)
-    return text + (f", {metric} {value:.4f}" if value is not None else f", no {metric}")
-
-
-def short_labels(paths: Sequence[str]) -> list[str]:
-    """The shortest dotted suffix of each key path that no other path shares: ``optimizer.cfg.lr`` -> ``lr``;
-    a spec's name stands for the spec: ``model.name`` -> ``model``."""
-    paths = [path.removesuffix(".name") for path in paths]
-    labels = []
-    for path in paths:
-        parts = path.split(".")
-        for n in range(1, len(parts) + 1):
-            label = ".".join(parts[-n:])
-            if parts[-n].isdigit():  # a list index says nothing alone: ``layers.2`` not ``2``
-                continue
-            if not any(other != path and (other == label or other.endswith("." + label)) for other in paths):
-                break
-        labels.append(label)
-    return labels
-
-
-def format_duration(seconds: float | None) -> str:
-    """``0:42``, ``12:05``, ``1:02:09``; ``?`` when unknown."""
-    if seconds is None or not math.isfinite(seconds):
-        return "?"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
 def _metric(trial: Any, metric: str) -> float | None:
     value = (trial.last_result or {}).get(metric)
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
-
-
-def _last_error_line(trial: Any) -> str:
-    path = getattr(trial, "error_file", None)
-    try:
-        lines = [line for line in Path(path).read_text().splitlines() if line.strip()] if path else []
-    except OSError:
-        return ""
-    return lines[-1].strip() if lines else ""
 
 
 def _is_terminal(stream: TextIO) -> bool:

@@ -1,9 +1,5 @@
-"""An experiment directory as plain data for the report: every number a plot shows, read from the files.
-
-Each trial is read from its own directory (``result.json``: one JSON line per epoch; ``params.json``;
-``error.txt``), and Tune's ``experiment_state-*.json`` says which trials are running or pending, so an
-experiment that is still running, or was interrupted, reads as well as a finished one (which also has
-``summary.json``).
+"""An experiment directory as plain data for the report: every number a plot shows, read from the files
+(the trials as ``trial_files`` reads them, finished, running or interrupted).
 
     data = build_report_data("ray_results/lenet-2026-01-01-12-00-00")
     data.rungs            # [Rung(epochs=1, reached=12), Rung(epochs=3, reached=4), Rung(epochs=9, reached=2)]
@@ -12,7 +8,6 @@ experiment that is still running, or was interrupted, reads as well as a finishe
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,16 +16,12 @@ from typing import Any
 
 from ray.tune.search.sample import Categorical, Domain, Float, Integer, LogUniform, Quantized
 
-from torchmate_ray.tune.choices import list_milestones
-from torchmate_ray.tune.experiment import load_experiment_space
-from torchmate_ray.tune.record import EPOCHS, RESULT_FILE, code_errors, read_lines
+from torchmate_ray.tune.choices import SCHEDULERS, list_milestones, read_choice
 from torchmate_ray.tune.domains import find_domains, varied_paths
-from torchmate_ray.tune.report import TrialRow, format_value, get_path
+from torchmate_ray.tune.experiment import load_experiment_space
+from torchmate_ray.tune.rows import TrialRow, best_trial, count_statuses, format_value, rank_trials
 from torchmate_ray.tune.space import SearchSpace
-
-EPOCH_KEYS = (EPOCHS, "training_iteration")  # epochs done: as the trial reports them, else Tune's report count
-STATE_STATUS = {"RUNNING": "running", "PENDING": "pending", "PAUSED": "pending", "ERROR": "errored"}
-ERROR_FILES = ("error.txt", "error.pkl")
+from torchmate_ray.tune.trial_files import read_experiment_trials, read_json
 
 
 @dataclass
@@ -106,13 +97,16 @@ class ReportData:
 
     @property
     def best(self) -> TrialRow | None:
-        return next((t for t in self.trials if t.value is not None and t.status != "errored"), None)
+        return best_trial(self.trials, self.space.settings.mode)
+
+    @property
+    def scheduler_name(self) -> str:
+        """``ASHA``; a scheduler without rungs: ``fifo; every epoch is a milestone``."""
+        name, choice, _ = read_choice(SCHEDULERS, self.space.settings.scheduler, "sweep.scheduler")
+        return name.upper() if choice.rungs else f"{name}; every epoch is a milestone"
 
     def status_counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for trial in self.trials:
-            counts[trial.status] = counts.get(trial.status, 0) + 1
-        return counts
+        return count_statuses(self.trials)
 
     def points(self, param: ParamAxis) -> list[tuple[Any, float, str]]:
         """(hyperparameter value, final metric, trial id) for each trial that has both; categorical
@@ -154,98 +148,13 @@ def build_report_data(directory: str | Path, space: SearchSpace | None = None,
     directory = Path(directory).resolve()
     space = space or load_experiment_space(directory)
     if interrupted_by is UNKNOWN:
-        interrupted_by = (_read_json(directory / "summary.json") or {}).get("interrupted_by")
-    states = read_trial_states(directory)
-    trials, seconds = read_trials(directory, space, states, interrupted=bool(interrupted_by))
+        interrupted_by = (read_json(directory / "summary.json") or {}).get("interrupted_by")
+    trials, seconds = read_experiment_trials(directory, space, interrupted=bool(interrupted_by))
     return ReportData(
         directory=directory, space=space,
         trials=rank_trials(trials, space.settings.mode), seconds=seconds, params=build_param_axes(space, trials),
         rungs=build_rungs(space, trials), compute=build_compute_account(space, trials, seconds),
         interrupted_by=interrupted_by)
-
-
-def read_trial_states(directory: Path) -> dict[str, str]:
-    """Trial id -> Tune's status (RUNNING, PENDING, TERMINATED, ERROR, ...) from the newest experiment
-    state file; empty when there is none or it cannot be read (a sweep killed while writing it)."""
-    files = sorted(directory.glob("experiment_state-*.json"))  # named by their run's start: Tune takes the last too
-    if not files:
-        return {}
-    try:
-        entries = json.loads(files[-1].read_text())["trial_data"]
-        return {trial["trial_id"]: trial["status"] for trial in (json.loads(entry[0]) for entry in entries)}
-    except (OSError, ValueError, KeyError, TypeError, IndexError):
-        return {}
-
-
-def read_trials(directory: Path, space: SearchSpace, states: Mapping[str, str],
-                interrupted: bool = False) -> tuple[list[TrialRow], dict[str, float]]:
-    """One row per trial directory (plus trials Tune knows of that have none yet), and each one's seconds."""
-    varied = varied_paths(space.config)
-    complete = (directory / "summary.json").is_file()
-    trials, seconds = [], {}
-    for trial_dir in sorted(p for p in directory.iterdir() if p.is_dir() and _is_trial_dir(p)):
-        lines = read_lines(trial_dir / RESULT_FILE)
-        trial_id = str(lines[-1].get("trial_id") or trial_dir.name) if lines else trial_dir.name
-        config = _read_json(trial_dir / "params.json") or (lines[-1].get("config") if lines else None) or {}
-        curve = read_curve(lines, space.settings.metric)
-        epochs = max((_epochs(line) for line in lines), default=0)
-        error = read_error(trial_dir)
-        if states.get(trial_id) == "TERMINATED":  # an error file left by a failure that a retry got past
-            error = None
-        elif error is None and states.get(trial_id) == "ERROR":
-            error = "errored (see Tune's experiment state)"
-        status = trial_status(epochs, space.max_epochs, error is not None, states.get(trial_id), complete, interrupted)
-        trials.append(TrialRow(trial_id=trial_id, status=status, epochs=epochs, value=curve[-1][1] if curve else None,
-                               params={path: get_path(config, path) for path in varied}, config=config, curve=curve,
-                               node=str(lines[-1].get("node_ip", "")) if lines else "", error=error))
-        seconds[trial_id] = max((float(line.get("time_total_s") or 0) for line in lines), default=0.0)
-    for trial_id, state in states.items():
-        if trial_id not in seconds:  # not started yet: no directory
-            trials.append(TrialRow(trial_id, trial_status(0, space.max_epochs, False, state, complete, interrupted), 0, None,
-                                   {path: None for path in varied}, {}, []))
-            seconds[trial_id] = 0.0
-    return trials, seconds
-
-
-def read_curve(lines: list[dict[str, Any]], metric: str) -> list[tuple[int, float]]:
-    """(epochs done, metric) per epoch; a trial continued from a checkpoint may report an epoch again: the last counts."""
-    points = {_epochs(line): float(line[metric]) for line in lines
-              if isinstance(line.get(metric), (int, float)) and not math.isnan(line[metric]) and _epochs(line) > 0}
-    return sorted(points.items())
-
-
-def read_error(trial_dir: Path) -> str | None:
-    """What the trial's own code last raised (``code_errors.jsonl``), else the last line of its ``error.txt``
-    (Tune writes it, with ``error.pkl``, when a trial fails, its process dying included)."""
-    raised = code_errors(trial_dir)
-    if raised and (trial_dir / "error.txt").is_file():
-        return raised[-1]["error"]
-    if (trial_dir / "error.txt").is_file():
-        lines = [line for line in (trial_dir / "error.txt").read_text(errors="replace").splitlines() if line.strip()]
-        return lines[-1].strip() if lines else "errored"
-    return "errored (error.pkl)" if (trial_dir / "error.pkl").is_file() else None
-
-
-def trial_status(epochs: int, max_epochs: int, errored: bool, state: str | None, complete: bool,
-                 interrupted: bool = False) -> str:
-    """errored | finished | running | pending | stopped (by the scheduler) | interrupted (running when a
-    signal stopped the sweep) | incomplete (no record of why it has fewer epochs: the sweep was killed before
-    Tune's state said)."""
-    if errored:
-        return "errored"
-    if epochs >= max_epochs:
-        return "finished"
-    if interrupted and state == "RUNNING":
-        return "interrupted"
-    if state in STATE_STATUS:
-        return STATE_STATUS[state]
-    return "stopped" if complete or state == "TERMINATED" else "incomplete"
-
-
-def rank_trials(trials: list[TrialRow], mode: str) -> list[TrialRow]:
-    """Best final metric first; trials without one last (as the sweep's own leaderboard)."""
-    sign = -1 if mode == "max" else 1
-    return sorted(trials, key=lambda t: (t.value is None, sign * t.value if t.value is not None else 0, t.trial_id))
 
 
 def build_rungs(space: SearchSpace, trials: list[TrialRow]) -> list[Rung]:
@@ -299,7 +208,9 @@ def _scale_axis(axis: ParamAxis, values: list[Any]) -> tuple[list[float], list[t
     span = high - low
     scaled = [(x - low) / span if span else 0.5 for x in numbers]
     unscale = (lambda x: 10 ** x) if log else (lambda x: x)
-    return scaled, ([(0.0, format_value(unscale(low))), (1.0, format_value(unscale(high)))] if span else [(0.5, format_value(unscale(low)))])
+    if not span:
+        return scaled, [(0.5, format_value(unscale(low)))]
+    return scaled, [(0.0, format_value(unscale(low))), (1.0, format_value(unscale(high)))]
 
 
 def _is_log(domain: Domain) -> bool:
@@ -315,21 +226,3 @@ def _categories(domain: Any) -> list[Any]:
     if isinstance(domain, Mapping) and "grid_search" in domain:
         return list(domain["grid_search"])
     return []
-
-
-def _epochs(line: Mapping[str, Any]) -> int:
-    for key in EPOCH_KEYS:
-        if isinstance(line.get(key), (int, float)) and not math.isnan(line[key]):
-            return int(line[key])
-    return 0
-
-
-def _is_trial_dir(path: Path) -> bool:
-    return any((path / name).is_file() for name in ("result.json", "params.json", *ERROR_FILES))
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None

@@ -1,0 +1,111 @@
+"""The results side's rules (a trial's status, the best trial, the ranking) as tables, the report page's
+escaping, and its layout: no circle of imports, no Ray Train, no module over 300 lines, templates shipped."""
+
+from __future__ import annotations
+
+import ast
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from torchmate_ray.tune.report_data import ComputeAccount, ReportData
+from torchmate_ray.tune.report_page import render_report_html
+from torchmate_ray.tune.rows import TrialRow, best_trial, ended_status, live_status, rank_trials
+from torchmate_ray.tune.space import SearchSpace, read_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS_SIDE = ["rows", "trial_files", "report_data", "results", "plots", "report_page", "report", "progress",
+                "progress_text"]
+
+
+def row(trial_id: str, value: float | None, status: str = "finished") -> TrialRow:
+    return TrialRow(trial_id, status, 3, value, {})
+
+
+@pytest.mark.parametrize("mode, rows, best, ranked", [
+    ("max", [row("t1", 0.5), row("t2", 0.9), row("t3", 0.7)], "t2", ["t2", "t3", "t1"]),
+    ("min", [row("t1", 0.5), row("t2", 0.9), row("t3", 0.7)], "t1", ["t1", "t3", "t2"]),
+    ("max", [row("t2", 0.8), row("t1", 0.8)], "t1", ["t1", "t2"]),
+    ("max", [row("t1", 0.9, "errored"), row("t2", 0.1, "stopped")], "t2", ["t1", "t2"]),
+    ("max", [row("t1", None), row("t2", 0.1, "running")], "t2", ["t2", "t1"]),
+    ("max", [row("t1", None), row("t2", None, "errored")], None, ["t1", "t2"]),
+], ids=["max", "min", "tie-to-smaller-id", "errored-never-best", "no-value-never-best", "none"])
+def test_best_and_ranking(mode, rows, best, ranked):
+    found = best_trial(rows, mode)
+    assert (found.trial_id if found else None) == best
+    assert [r.trial_id for r in rank_trials(rows, mode)] == ranked
+
+
+@pytest.mark.parametrize("state, epochs, status", [
+    ("RUNNING", 3, "running"),         # Tune's live status comes first: it is not stale
+    ("PENDING", 0, "pending"),
+    ("PAUSED", 1, "pending"),
+    ("TERMINATED", 3, "finished"),
+    ("TERMINATED", 1, "stopped"),
+    ("ERROR", 3, "errored"),
+], ids=["running", "pending", "paused", "finished", "stopped", "errored"])
+def test_live_status(state, epochs, status):
+    assert live_status(state, epochs, max_epochs=3) == status
+
+
+def test_an_ended_trial_is_finished_only_at_max_epochs():
+    assert [ended_status(e, 3) for e in (1, 3, 4)] + [ended_status(3, 3, errored=True)] == \
+        ["stopped", "finished", "finished", "errored"]
+
+
+def test_the_page_escapes_every_value(tmp_path):
+    space = SearchSpace(Path("<b>space.py"), {"training": {"max_epochs": 3}}, read_settings({"metric": "a<b"}))
+    trial = TrialRow("<i>t1", "errored", 0, None, {}, node="&node", error='<script>alert("x")</script>')
+    data = ReportData(tmp_path, space, [trial], {}, [], [], ComputeAccount(0, 0.0, 0, 0.0))
+    page = render_report_html(data, {})
+    assert "<script" not in page and "<b>" not in page and "<i>" not in page
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page and "&amp;node" in page
+    assert "<code>a&lt;b</code>" in page and "<code>&lt;b&gt;space.py</code>" in page
+
+
+# --- layout ---------------------------------------------------------------------------------------
+def imported_modules(path: Path) -> set[str]:
+    """Every module a file imports, at any depth of its code (``from a import b``: ``a`` and ``a.b``)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
+    return found
+
+
+def package_imports() -> dict[str, set[str]]:
+    """Module -> the torchmate_ray modules it imports, for every module of the package."""
+    files = {".".join(p.relative_to(ROOT).with_suffix("").parts): p for p in (ROOT / "torchmate_ray").rglob("*.py")}
+    return {name: {m for m in imported_modules(path) if m in files and m != name} for name, path in files.items()}
+
+
+def test_no_circle_of_imports_through_the_results_side():
+    graph = package_imports()
+    for start in (f"torchmate_ray.tune.{name}" for name in RESULTS_SIDE):
+        seen, todo = set(), list(graph[start])
+        while todo:
+            module = todo.pop()
+            assert module != start, f"{start} imports itself through {sorted(seen)}"
+            if module not in seen:
+                seen.add(module)
+                todo.extend(graph[module])
+
+
+@pytest.mark.parametrize("name", RESULTS_SIDE)
+def test_results_modules_are_small_and_never_reach_ray_train(name):
+    path = ROOT / "torchmate_ray" / "tune" / f"{name}.py"
+    lines = len(path.read_text().splitlines())
+    assert lines < 300, f"{path.name}: {lines} lines"
+    imported = imported_modules(path)
+    assert not any(m == "ray.train" or m.startswith("ray.train.") for m in imported)
+    assert "torchmate_ray.tune.trial" not in imported
+
+
+def test_the_templates_are_package_data():
+    package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    templates = ROOT / "torchmate_ray" / "tune" / "templates"
+    shipped = {p for pattern in package_data["torchmate_ray.tune"] for p in templates.parent.glob(pattern)}
+    assert set(templates.iterdir()) == shipped and shipped
