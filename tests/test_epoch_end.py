@@ -12,8 +12,8 @@ import torch
 from torch.nn import functional as F
 
 from torchmate_ray.lightning.configure import configure_all
-from torchmate_ray.tune.trial import (CHECKPOINT_FILE, PROGRESS_FILE, BackgroundCheckpointIO, checkpoint_epochs,
-                                      find_resume_checkpoint)
+from torchmate_ray.tune.checkpoints import (CHECKPOINT_FILE, PROGRESS_FILE, BackgroundCheckpointIO, checkpoint_epochs,
+                                            find_resume_checkpoint)
 
 
 def evaluate(model, loader):

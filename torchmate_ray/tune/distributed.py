@@ -12,7 +12,8 @@ from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from torchmate_ray.lightning.configure import configure_all
-from torchmate_ray.tune.trial import EPOCHS, TRIAL_TRAINER_DEFAULTS, TrialLayout, register_file_classes, use_shared_cache
+from torchmate_ray.tune.record import EPOCHS
+from torchmate_ray.tune.trial_setup import TRIAL_TRAINER_DEFAULTS, TrialLayout, register_file_classes, use_shared_cache
 
 
 def run_distributed_trial(config: dict[str, Any], layout: TrialLayout) -> None:

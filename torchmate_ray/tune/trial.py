@@ -1,69 +1,31 @@
 """The trial: a sampled config -> configure_all -> fit, reporting every epoch to Tune with a checkpoint.
 
 One worker: Lightning runs inside the Tune trial's own process; each epoch's metrics go to Tune at once,
-and its checkpoint is written into the trial's directory by a background thread. Several workers: the
-trial is a thin driver of a Ray Train V2 run (distributed.py).
+and its checkpoint is written into the trial's directory by a background thread (checkpoints.py). Several
+workers: the trial is a thin driver of a Ray Train V2 run (distributed.py). What both set up in their
+processes is in trial_setup.py.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
-import inspect
-import json
 import os
-import shutil
-import sys
 import tempfile
 import time
-import types
 from collections.abc import Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import ray
-import torch
-from lightning.fabric.plugins import TorchCheckpointIO
-from lightning.fabric.utilities.apply_func import apply_to_collection
 from lightning.pytorch.callbacks import Checkpoint
 from ray import tune
 
 from torchmate_ray.lightning.configure import configure_all
+from torchmate_ray.tune.checkpoints import (CHECKPOINT_FILE, PROGRESS_FILE, BackgroundCheckpointIO,
+                                           find_resume_checkpoint, write_json)
 from torchmate_ray.tune.record import (CODE_ERRORS, EPOCH_RECORD, EPOCHS, append_line, code_errors, recorded_epochs,
                                       repair_tail, trained_epochs)
-
-CHECKPOINT_FILE = "trainer.ckpt"
-PROGRESS_FILE = "progress.json"  # beside each checkpoint: its epochs and the metrics reported with it
-
-# Trainer settings for a trial, unless the config's own `training` says otherwise: Tune keeps the
-# metrics (one report per epoch) and the checkpoints, so Lightning's own logger, checkpointing,
-# progress bar and sanity check would only cost time.
-TRIAL_TRAINER_DEFAULTS = {
-    "logger": False,
-    "enable_checkpointing": False,
-    "enable_progress_bar": False,
-    "enable_model_summary": False,
-    "num_sanity_val_steps": 0,
-    "accelerator": "auto",
-    "devices": 1,
-}
-
-
-@dataclass(frozen=True)
-class TrialLayout:
-    """How one trial runs: its workers, and what Ray Train needs to run and restore them."""
-
-    workers: int = 1
-    cpus_per_worker: float = 1
-    gpus_per_worker: float = 0
-    max_failures: int = 0
-    checkpoints_to_keep: int | None = None
-    experiment_dir: str = ""       # the trials' own directories are <experiment_dir>/<trial id>
-    train_storage: str = ""        # where multi-worker trials keep their Train runs (shared storage)
-    data_cache: Any = None         # ObjectRef of {phase: (X, y) arrays}: a `dataset.cache` built once, shared
-    tune_checkpoints: bool = False  # checkpoints through Tune (PBT copies them between trials), not our writer
+from torchmate_ray.tune.trial_setup import TRIAL_TRAINER_DEFAULTS, TrialLayout, register_file_classes, use_shared_cache
 
 
 def train_trial(config: dict[str, Any], layout: TrialLayout = TrialLayout()) -> None:
@@ -186,92 +148,6 @@ class EpochReport(Checkpoint):
             tune.report(metrics)
 
 
-class BackgroundCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint writer, off the training thread: the state is copied where it lies (on the
-    GPU, a device-to-device copy) and one background thread writes it, then the ``progress.json`` beside it
-    (the ``storage_options`` of ``trainer.save_checkpoint``), each by an atomic rename, then removes all
-    but the newest ``keep`` checkpoints. The end of the fit (``teardown``) waits for the writes, and a
-    failed write fails the trial there or at the next epoch's checkpoint."""
-
-    def __init__(self, keep: int | None = None):
-        self.keep = keep
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-writer")
-        self._pending: list[Future] = []
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
-        self._raise_failed()
-        copy = apply_to_collection(checkpoint, torch.Tensor, lambda tensor: tensor.detach().clone())
-        self._pending.append(self._executor.submit(write_checkpoint, copy, Path(path), storage_options, self.keep))
-
-    def teardown(self) -> None:
-        for future in self._pending:
-            future.result()
-        self._pending.clear()
-
-    def _raise_failed(self) -> None:
-        done = [future for future in self._pending if future.done()]
-        self._pending = [future for future in self._pending if not future.done()]
-        for future in done:
-            future.result()
-
-
-def write_checkpoint(checkpoint: dict[str, Any], path: Path, record: dict[str, Any] | None, keep: int | None) -> None:
-    """Write ``checkpoint`` to ``path`` and ``record`` to the ``progress.json`` beside it, each whole or not at
-    all; then keep only the newest ``keep`` checkpoint directories beside this one (all with None)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    torch.save(checkpoint, partial)
-    os.replace(partial, path)
-    if record is not None:
-        write_json(path.parent / PROGRESS_FILE, record)
-    if keep:
-        for old in sorted(path.parent.parent.glob("checkpoint_*"))[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
-
-
-def write_json(path: Path, value: Any) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(value))
-    os.replace(partial, path)
-
-
-def find_resume_checkpoint(given: tune.Checkpoint | None, trial_dir: Path) -> tuple[Path, dict[str, Any]] | None:
-    """The checkpoint to continue from: the newest complete one in the trial's own directory.
-
-    Tune hands a restarted trial the last checkpoint its experiment state recorded, and a driver killed
-    between two state snapshots recorded an older one than the trial wrote (or none): continuing from
-    that would repeat epochs or start again at 0. A checkpoint Tune hands over from another trial's
-    directory (PBT's exploit) is taken as given.
-    """
-    if given is not None and Path(given.path).parent != trial_dir:
-        return Path(given.path), {EPOCHS: 0, "metrics": {}}
-    candidates = []
-    for progress in trial_dir.glob(f"checkpoint_*/{PROGRESS_FILE}"):
-        try:
-            candidates.append((json.loads(progress.read_text()), progress.parent))
-        except (OSError, ValueError):  # cut short by the kill
-            continue
-    for record, directory in sorted(candidates, key=lambda c: c[0][EPOCHS], reverse=True):
-        if checkpoint_epochs(directory / CHECKPOINT_FILE) == record[EPOCHS]:
-            return directory, record
-    return None
-
-
-def use_shared_cache(data: Any, cache: Any) -> None:
-    """Give the data module the cached splits that the sweep put in Ray's object store: read-only views of
-    the node's shared memory, so the trials on a node hold one copy between them, and build none."""
-    if cache is None or getattr(data, "cache", "none") == "none":
-        return
-    import warnings
-
-    import torch
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # "non-writable array": the splits are only ever read
-        data.cached_tensors = {phase: (torch.from_numpy(x), torch.from_numpy(y))
-                               for phase, (x, y) in ray.get(cache).items()}
-
-
 def freeze_imported_objects() -> None:
     """At this process's first trial: what it holds now (torch, Lightning and Ray imported, ~550,000 objects)
     moves out of the garbage collector's reach (``gc.freeze``), so the full collection that ends each trial
@@ -287,45 +163,6 @@ def release_memory() -> None:
     gc.collect()
     if torch.cuda.is_initialized():
         torch.cuda.empty_cache()
-
-
-def checkpoint_epochs(path: Path) -> int | None:
-    """Epochs done in a Lightning checkpoint saved at an epoch's end, or None for a missing or torn file.
-    (A checkpoint directory is rewritten in place when a restored Tune reuses its index: the epoch
-    count inside the file is what tells which write it holds.)"""
-    import torch
-
-    try:
-        return int(torch.load(path, map_location="cpu", mmap=True, weights_only=False)["epoch"]) + 1
-    except Exception:  # noqa: BLE001 - any unreadable file is simply not a checkpoint to continue from
-        return None
-
-
-def register_file_classes(config: Any, by_value: bool = False) -> None:
-    """Make classes and functions defined in the search-space file importable by name in this process.
-
-    They reach the trial pickled by value (the file is not importable here), but Lightning's checkpoints
-    pickle the config by reference, as ``torchmate_config_<file>.<Name>``: without a module of that name
-    a trial with such a class could neither save nor restore a checkpoint.
-    """
-    for value in _leaves(config):
-        module = getattr(value, "__module__", None)
-        if (inspect.isclass(value) or inspect.isroutine(value)) and module and module.startswith("torchmate_config_"):
-            sys.modules.setdefault(module, types.ModuleType(module))
-            setattr(sys.modules[module], value.__qualname__, value)
-            if by_value:  # passing them on to Train workers, where the module does not exist either
-                ray.cloudpickle.register_pickle_by_value(sys.modules[module])
-
-
-def _leaves(config: Any) -> Iterator[Any]:
-    if isinstance(config, Mapping):
-        for value in config.values():
-            yield from _leaves(value)
-    elif isinstance(config, (list, tuple)):
-        for value in config:
-            yield from _leaves(value)
-    else:
-        yield config
 
 
 def trial_trainer_kwargs(config: Mapping[str, Any], trial_dir: Path, layout: TrialLayout) -> dict[str, Any]:

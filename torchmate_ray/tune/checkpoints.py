@@ -1,0 +1,108 @@
+"""A trial's checkpoints: written off the training thread, each whole, with the record of their epochs beside them;
+and the one a restarted trial continues from.
+
+A checkpoint is ``<trial dir>/checkpoint_<epochs>/trainer.ckpt`` (Lightning's) with a ``progress.json`` (its epochs
+and the metrics reported with it) beside it, each written by an atomic rename.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from lightning.fabric.plugins import TorchCheckpointIO
+from lightning.fabric.utilities.apply_func import apply_to_collection
+
+from torchmate_ray.tune.record import EPOCHS
+
+if TYPE_CHECKING:
+    from ray import tune
+
+CHECKPOINT_FILE = "trainer.ckpt"
+PROGRESS_FILE = "progress.json"  # beside each checkpoint: its epochs and the metrics reported with it
+
+
+class BackgroundCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, off the training thread: the state is copied where it lies (on the
+    GPU, a device-to-device copy) and one background thread writes it, then the ``progress.json`` beside it
+    (the ``storage_options`` of ``trainer.save_checkpoint``), each by an atomic rename, then removes all
+    but the newest ``keep`` checkpoints. The end of the fit (``teardown``) waits for the writes, and a
+    failed write fails the trial there or at the next epoch's checkpoint."""
+
+    def __init__(self, keep: int | None = None):
+        self.keep = keep
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-writer")
+        self._pending: list[Future] = []
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        self._raise_failed()
+        copy = apply_to_collection(checkpoint, torch.Tensor, lambda tensor: tensor.detach().clone())
+        self._pending.append(self._executor.submit(write_checkpoint, copy, Path(path), storage_options, self.keep))
+
+    def teardown(self) -> None:
+        for future in self._pending:
+            future.result()
+        self._pending.clear()
+
+    def _raise_failed(self) -> None:
+        done = [future for future in self._pending if future.done()]
+        self._pending = [future for future in self._pending if not future.done()]
+        for future in done:
+            future.result()
+
+
+def write_checkpoint(checkpoint: dict[str, Any], path: Path, record: dict[str, Any] | None, keep: int | None) -> None:
+    """Write ``checkpoint`` to ``path`` and ``record`` to the ``progress.json`` beside it, each whole or not at
+    all; then keep only the newest ``keep`` checkpoint directories beside this one (all with None)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    torch.save(checkpoint, partial)
+    os.replace(partial, path)
+    if record is not None:
+        write_json(path.parent / PROGRESS_FILE, record)
+    if keep:
+        for old in sorted(path.parent.parent.glob("checkpoint_*"))[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def write_json(path: Path, value: Any) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(value))
+    os.replace(partial, path)
+
+
+def find_resume_checkpoint(given: tune.Checkpoint | None, trial_dir: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The checkpoint to continue from: the newest complete one in the trial's own directory.
+
+    Tune hands a restarted trial the last checkpoint its experiment state recorded, and a driver killed
+    between two state snapshots recorded an older one than the trial wrote (or none): continuing from
+    that would repeat epochs or start again at 0. A checkpoint Tune hands over from another trial's
+    directory (PBT's exploit) is taken as given.
+    """
+    if given is not None and Path(given.path).parent != trial_dir:
+        return Path(given.path), {EPOCHS: 0, "metrics": {}}
+    candidates = []
+    for progress in trial_dir.glob(f"checkpoint_*/{PROGRESS_FILE}"):
+        try:
+            candidates.append((json.loads(progress.read_text()), progress.parent))
+        except (OSError, ValueError):  # cut short by the kill
+            continue
+    for record, directory in sorted(candidates, key=lambda c: c[0][EPOCHS], reverse=True):
+        if checkpoint_epochs(directory / CHECKPOINT_FILE) == record[EPOCHS]:
+            return directory, record
+    return None
+
+
+def checkpoint_epochs(path: Path) -> int | None:
+    """Epochs done in a Lightning checkpoint saved at an epoch's end, or None for a missing or torn file.
+    (A checkpoint directory is rewritten in place when a restored Tune reuses its index: the epoch
+    count inside the file is what tells which write it holds.)"""
+    try:
+        return int(torch.load(path, map_location="cpu", mmap=True, weights_only=False)["epoch"]) + 1
+    except Exception:  # noqa: BLE001 - any unreadable file is simply not a checkpoint to continue from
+        return None
