@@ -61,7 +61,7 @@ def no_early_ray_left():
     yield
     import sys
 
-    resources = sys.modules.get("torchmate_ray.tune.resources")
-    last = resources.EarlyRay._last if resources else None
+    local_ray = sys.modules.get("torchmate_ray.tune.local_ray")
+    last = local_ray.EarlyRay._last if local_ray else None
     if last is not None:
         last._thread.join(timeout=120)

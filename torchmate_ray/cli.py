@@ -24,7 +24,7 @@ from torchmate_ray.tune.choices import SCHEDULERS, SEARCHERS  # noqa: E402  (nam
 
 if TYPE_CHECKING:
     from torchmate_ray.tune.experiment import Invocation
-    from torchmate_ray.tune.resources import EarlyRay
+    from torchmate_ray.tune.local_ray import EarlyRay
     from torchmate_ray.tune.space import SearchSpace
     from torchmate_ray.tune.sweep import SweepRun
 
@@ -107,7 +107,7 @@ def build_tune_parser() -> argparse.ArgumentParser:
 def tune_main(argv: Sequence[str] | None = None, started_at: float | None = None) -> int:
     """``torchmate-tune SPACE.py [...]``: validate, plan, sweep, report (``torchmate-tune report ...``: report_main).
 
-    A sweep on this machine starts its Ray at once, in the background (resources.EarlyRay), while this
+    A sweep on this machine starts its Ray at once, in the background (local_ray.EarlyRay), while this
     thread imports Lightning, validates the space and builds the shared cache; a refused sweep shuts it
     down again before the process ends. ``started_at``: the command's start (``time.time()``), from
     which its milestones count; None: now.
@@ -191,7 +191,7 @@ def given_invocation(args: argparse.Namespace) -> Invocation:
 
 
 def start_local_ray(args: argparse.Namespace) -> EarlyRay | None:
-    """Start the sweep's own Ray in the background (a ``resources.EarlyRay``), or None: a ``--dry-run``, or a
+    """Start the sweep's own Ray in the background (a ``local_ray.EarlyRay``), or None: a ``--dry-run``, or a
     sweep on a cluster (``--address``, or an experiment that ran on one), or a file or directory that
     resolve_invocation will refuse. Imports Ray, not Lightning."""
     from torchmate_ray.tune.experiment import read_invocation
@@ -207,7 +207,7 @@ def start_local_ray(args: argparse.Namespace) -> EarlyRay | None:
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     if args.dry_run or not (path.is_file() or saved):
         return None
-    from torchmate_ray.tune.resources import EarlyRay, LocalRay
+    from torchmate_ray.tune.local_ray import EarlyRay, LocalRay
 
     # the trials as the command line (or the experiment) says; the sweep restarts Ray if its file says otherwise
     workers = args.workers or resources.get("workers") or 1

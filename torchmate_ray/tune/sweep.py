@@ -21,13 +21,13 @@ from torchmate_ray.lightning.configure import configure_data
 from torchmate_ray.lightning.errors import ConfigError
 from torchmate_ray.lightning.files import module_name
 from torchmate_ray.tune.choices import SCHEDULERS, SEARCHERS, read_choice
+from torchmate_ray.tune.domains import find_domains
 from torchmate_ray.tune.experiment import Experiment
 from torchmate_ray.tune.interrupt import Interruption
+from torchmate_ray.tune.local_ray import EarlyRay, LocalRay, connect_ray
 from torchmate_ray.tune.progress import SweepProgress, build_progress, quiet_ray_output
 from torchmate_ray.tune.record import CODE_ERRORS, EPOCHS, FailureBudget, ResultRecord
-from torchmate_ray.tune.resources import (EarlyRay, LocalRay, ResourcePlan, cluster_nodes, connect_ray, local_nodes,
-                                          plan_resources)
-from torchmate_ray.tune.domains import find_domains
+from torchmate_ray.tune.resources import ResourcePlan, cluster_nodes, local_nodes, plan_resources
 from torchmate_ray.tune.space import SearchSpace, sample_configs
 from torchmate_ray.tune.trial import train_trial
 from torchmate_ray.tune.trial_setup import TrialLayout
