@@ -123,7 +123,7 @@ class ResultRecord(JsonLoggerCallback):
         self._files.clear()
 
     def __getstate__(self) -> dict[str, Any]:  # Tune pickles its callbacks with the experiment; files stay here
-        return {**self.__dict__, "_files": {}, "_trial_files": {}}
+        return {**self.__dict__, "_files": {}}
 
 
 class RecordedASHA(ASHAScheduler):
@@ -135,9 +135,8 @@ class RecordedASHA(ASHAScheduler):
         super().on_trial_add(tune_controller, trial)
         if not trial.storage.trial_dir_name:  # a new trial: no directory, nothing recorded
             return
-        for result in read_lines(Path(trial.path) / RESULT_FILE):
-            if self._time_attr in result and self._metric in result:
-                super().on_trial_result(tune_controller, trial, result)  # decisions made then: only the rungs count
+        for result in read_lines(Path(trial.path) / RESULT_FILE):  # (ASHA passes over those without the metric)
+            super().on_trial_result(tune_controller, trial, result)  # decisions made then: only the rungs count
 
 
 CODE_ERRORS = "code_errors.jsonl"  # a line per time the trial's own code raised (the trial writes it)

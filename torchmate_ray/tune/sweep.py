@@ -117,7 +117,8 @@ def restore_run_output(tuner: tune.Tuner, run_config: RunConfig) -> None:
     """Give a restored tuner this run's output settings (progress display or ``--verbose``).
 
     ``Tuner.restore`` brings back the RunConfig saved when the sweep began (tuner.pkl) and takes no
-    other; Ray's own answer is to reach it through the tuner (ray#41364).
+    other, and Ray 2.60's Tuner has no public way to change it; Ray's own answer is to reach it through
+    the tuner (ray#41364). The package's one read of a private Ray attribute.
     """
     restored = tuner._local_tuner.get_run_config()
     restored.callbacks, restored.verbose = run_config.callbacks, run_config.verbose
