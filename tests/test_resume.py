@@ -185,7 +185,8 @@ def check_ended_record(experiment: Path, max_epochs: int) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("torn, trained_again", [("record", [2, 3]), ("checkpoint", [1, 2, 3])])
+@pytest.mark.parametrize("torn, trained_again", [("record", [2, 3]), ("checkpoint", [1, 2, 3])],
+                         ids=["torn-record", "torn-checkpoint"])
 def test_a_resumed_trial_records_every_epoch_once_whatever_the_kill_cut_short(tmp_path, torn, trained_again):
     """Trial A (lr 1e-2) then B (lr 1e-7, no better than chance) one at a time, ASHA rungs at 1, 2, 4 epochs.
     The driver is SIGKILLed while A is in its third epoch; then, as a kill mid-write leaves them, either A's
@@ -337,7 +338,8 @@ def saved_experiment(tmp_path: Path, form: str) -> tuple[Path, list[str]]:
     ("file", ["--workers-per-trial", "2"], "--workers-per-trial: the experiment in {exp} ran with 1"),
     ("directory", ["--num-samples", "6", "--max-epochs", "2"], None),  # what it ran with: not a contradiction
     ("file", [], None),
-])
+], ids=["directory-other-samples", "directory-other-epochs", "directory-other-scheduler", "file-its-own-samples",
+        "file-other-workers", "directory-the-same-flags", "file-no-flags"])
 def test_a_resume_that_contradicts_how_the_sweep_started_is_refused(tmp_path, capsys, form, flags, refused):
     """The saved invocation is what a resume runs; flags that say otherwise are one line, exit 2, nothing run.
     (The experiment here has its saved invocation but no Tune state: a resume that gets past the check is

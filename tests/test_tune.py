@@ -117,7 +117,7 @@ BAD_SPACES = [
      "{path}: defines no 'config'; add config = {{...}} with tune domains at the leaves"),
     ("unknown-sweep-setting", ("setting", '"num_samples": 1', '"num_sample": 1'), [],
      "sweep.num_sample: unknown sweep setting; did you mean 'num_samples'?"),
-    ("unknown-scheduler", None, ["--set", "training.max_epochs=0"],
+    ("zero-epochs", None, ["--set", "training.max_epochs=0"],
      "training.max_epochs: a sweep needs a fixed number of epochs, got 0 (int); set training.max_epochs (or --max-epochs)"),
     ("more-cpus-than-any-node", None, ["--cpus-per-worker", "1000"],
      "sweep.resources.cpus_per_worker: a trial needs 1000 CPU(s) but the largest node has {cpus}; lower "
