@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 from pathlib import Path
@@ -21,6 +20,8 @@ from torchmate_ray.lightning.datasets import MNISTSample
 from torchmate_ray.lightning.errors import ConfigError
 from torchmate_ray.tune.resources import Node, plan_resources
 from torchmate_ray.tune.space import SweepSettings
+
+from spaces import Code, tiny_space
 
 
 def fit_metrics(config, trainer_kwargs):
@@ -122,11 +123,8 @@ def test_gpus_are_shared_by_default(nodes, workers, gpus, at_once):
     assert ("trials sharing one GPU: 8" in plan.describe()) == (gpus == 0.125)
 
 
-SPACE = '''
-import copy, os, sys
-sys.path.insert(0, {tests!r})
-from conftest import TINY_CONFIG
-from ray import tune
+COUNTED_MNIST = '''
+import os
 from torchmate_ray.lightning.datasets import MNISTSample
 
 class CountedMNIST(MNISTSample):
@@ -136,25 +134,25 @@ class CountedMNIST(MNISTSample):
         self.log = log
     def __getitem__(self, index):
         with open(self.log, "a") as handle:
-            handle.write(f"{{os.getpid()}}\\n")
+            handle.write(f"{os.getpid()}\\n")
         return super().__getitem__(index)
-
-config = copy.deepcopy(TINY_CONFIG)
-config["dataset"]["cfg"]["name"] = CountedMNIST
-config["dataset"]["kwargs"] = {{"root": {root!r}, "log": {log!r}}}
-config["dataset"]["cache"] = {cache!r}
-config["training"] = {{"max_epochs": 2, "limit_train_batches": 10, "limit_val_batches": 4}}
-config["optimizer"]["cfg"]["lr"] = tune.grid_search([1e-2, 1e-2, 3e-3])
-sweep = {{"metric": "val/accuracy", "mode": "max", "num_samples": 1, "scheduler": "fifo", "max_concurrent": 1}}
 '''
+
+
+def counted_space(tmp_path: Path, log: Path, cache: str, overrides: dict | None = None) -> str:
+    """A 3-trial grid (two identical configs) over the sample as CountedMNIST reads it, one trial at a time."""
+    return tiny_space(None, code=COUNTED_MNIST, overrides={
+        "dataset.cfg.name": Code("CountedMNIST"), "dataset.kwargs": {"root": tmp_path / "data", "log": log},
+        "dataset.cache": cache, "training": {"max_epochs": 2, "limit_train_batches": 10, "limit_val_batches": 4},
+        "optimizer.cfg.lr": Code("tune.grid_search([1e-2, 1e-2, 3e-3])"), **(overrides or {})},
+        sweep={"metric": "val/accuracy", "mode": "max", "num_samples": 1, "scheduler": "fifo", "max_concurrent": 1})
 
 
 def run_sweep(tmp_path: Path, cache: str) -> tuple[list[dict], list[str]]:
     """The last result of each trial of a 3-trial grid (two identical configs), and the pids that read samples."""
     log = tmp_path / f"reads-{cache}.log"
     space = tmp_path / f"space_{cache}.py"
-    space.write_text(SPACE.format(tests=str(Path(__file__).parent), root=str(tmp_path / "data"), log=str(log),
-                                  cache=cache))
+    space.write_text(counted_space(tmp_path, log, cache))
     import ray
 
     try:
@@ -190,9 +188,8 @@ def test_a_sweep_over_data_that_cannot_be_cached_is_refused_before_ray_starts(tm
     import ray
 
     space = tmp_path / "space.py"
-    space.write_text(SPACE.format(tests=str(Path(__file__).parent), root=str(tmp_path / "data"),
-                                  log=str(tmp_path / "reads.log"), cache="memory")
-                     + 'config["dataset"]["transforms"] = {"pre": [{"name": "RandomHorizontalFlip"}]}\n')
+    space.write_text(counted_space(tmp_path, tmp_path / "reads.log", "memory",
+                                   {"dataset.transforms": {"pre": [{"name": "RandomHorizontalFlip"}]}}))
     assert tune_main([str(space), "--storage-path", str(tmp_path / "results"), "--name", "x"]) == 2
     assert not ray.is_initialized()
     assert capsys.readouterr().err.splitlines() == [

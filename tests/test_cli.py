@@ -13,12 +13,7 @@ from torchmate_ray.cli import train_main
 from torchmate_ray.lightning import ConfigError
 from torchmate_ray.lightning.files import apply_overrides
 
-TINY_FILE = """
-from conftest_copy import TINY_CONFIG
-import copy
-config = copy.deepcopy(TINY_CONFIG)
-config["dataset"]["kwargs"]["root"] = {root!r}
-"""
+from spaces import tiny_space
 
 
 @pytest.fixture
@@ -26,7 +21,7 @@ def config_file(tmp_path):
     """A config file in tmp_path that imports its neighbour (as search-space files may)."""
     shutil.copy(Path(__file__).parent / "conftest.py", tmp_path / "conftest_copy.py")
     path = tmp_path / "tiny.py"
-    path.write_text(TINY_FILE.format(root=str(tmp_path / "data")))
+    path.write_text(tiny_space(tmp_path / "data", module="conftest_copy", tests=None))
     return path
 
 

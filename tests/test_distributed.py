@@ -15,23 +15,16 @@ import torch
 
 from torchmate_ray.cli import tune_main
 
-SPACE = '''
-import copy, sys
-sys.path.insert(0, {tests!r})
-from conftest import TINY_CONFIG
-from ray import tune
-config = copy.deepcopy(TINY_CONFIG)
-config["dataset"]["kwargs"]["root"] = {root!r}
-config["training"] = {{"max_epochs": 2, "limit_train_batches": 12}}
-config["optimizer"]["cfg"]["lr"] = tune.grid_search([1e-2, 1e-7, 3e-3])
-sweep = {{"metric": "val/accuracy", "mode": "max", "num_samples": 1,
-          "scheduler": {{"name": "asha", "cfg": {{"grace_period": 1, "reduction_factor": 2}}}}}}
-'''
+from spaces import Code, tiny_space
 
 
 def write_space(tmp_path: Path) -> Path:
     path = tmp_path / "space.py"
-    path.write_text(SPACE.format(tests=str(Path(__file__).parent), root=str(tmp_path / "data")))
+    path.write_text(tiny_space(tmp_path / "data", overrides={
+        "training": {"max_epochs": 2, "limit_train_batches": 12},
+        "optimizer.cfg.lr": Code("tune.grid_search([1e-2, 1e-7, 3e-3])")},
+        sweep={"metric": "val/accuracy", "mode": "max", "num_samples": 1,
+               "scheduler": {"name": "asha", "cfg": {"grace_period": 1, "reduction_factor": 2}}}))
     return path
 
 

@@ -16,36 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from spaces import EPOCH_LOG, Code, epoch_log, read_epoch_log, tiny_space
+
 BIN = Path(sys.executable).parent
 HEAD = "127.0.0.2"
 WORKERS = ["127.0.0.3", "127.0.0.4"]
 PORT = 6390
-
-SPACE = '''
-import copy, sys, time
-sys.path.insert(0, {tests!r})
-import lightning.pytorch as pl
-import ray
-from conftest import TINY_CONFIG
-from ray import tune
-
-class EpochLog(pl.Callback):
-    """Appends '<trial> <node ip> <epoch>' when an epoch starts; an epoch takes at least {pause} s."""
-    def __init__(self, path):
-        self.path = path
-    def on_train_epoch_start(self, trainer, pl_module):
-        with open(self.path, "a") as handle:
-            handle.write(f"{{tune.get_context().get_trial_id()}} {{ray.util.get_node_ip_address()}} {{trainer.current_epoch}}\\n")
-        time.sleep({pause})
-
-config = copy.deepcopy(TINY_CONFIG)
-config["dataset"]["kwargs"]["root"] = {root!r}
-config["training"] = {{"max_epochs": 3, "limit_train_batches": 5, "limit_val_batches": 2,
-                       "callbacks": [{{"name": EpochLog, "cfg": {{"path": {log!r}}}}}]}}
-config["optimizer"]["cfg"]["lr"] = tune.grid_search([1e-2, 5e-3, 2e-3])
-sweep = {{"metric": "val/accuracy", "mode": "max", "num_samples": 1, "scheduler": "fifo", "max_failures": 3}}
-'''
-
 
 def cluster_env() -> dict[str, str]:
     """This environment, as a cluster's processes need it: the token mode that Ray 2.60 requires of joining
@@ -106,8 +82,11 @@ def cluster(tmp_path):
 def run_sweep(tmp_path: Path, address: str, pause: float, until=None) -> tuple[subprocess.Popen, Path]:
     log = tmp_path / "epochs.log"
     space = tmp_path / "space.py"
-    space.write_text(SPACE.format(tests=str(Path(__file__).parent), root=str(tmp_path / "data"), log=str(log),
-                                  pause=pause))
+    space.write_text(tiny_space(tmp_path / "data", code=EPOCH_LOG, overrides={
+        "training": {"max_epochs": 3, "limit_train_batches": 5, "limit_val_batches": 2,
+                     "callbacks": [epoch_log(log, pause)]},
+        "optimizer.cfg.lr": Code("tune.grid_search([1e-2, 5e-3, 2e-3])")},
+        sweep={"metric": "val/accuracy", "mode": "max", "num_samples": 1, "scheduler": "fifo", "max_failures": 3}))
     process = subprocess.Popen([str(BIN / "torchmate-tune"), str(space), "--address", address, "--storage-path",
                                 str(tmp_path / "results"), "--name", "exp"], cwd=tmp_path, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, env=cluster_env())
@@ -115,10 +94,11 @@ def run_sweep(tmp_path: Path, address: str, pause: float, until=None) -> tuple[s
 
 
 def epochs(log: Path) -> dict[str, list[tuple[str, int]]]:
+    """``{trial: [(node ip, epoch), ...]}``: where each trial started each epoch."""
     by_trial: dict[str, list[tuple[str, int]]] = defaultdict(list)
-    for line in log.read_text().splitlines() if log.exists() else []:
-        trial, ip, epoch = line.split()
-        by_trial[trial].append((ip, int(epoch)))
+    for trial, ip, epoch in read_epoch_log(log.read_text().splitlines() if log.exists() else []):
+        if epoch != "end":
+            by_trial[trial].append((ip, epoch))
     return by_trial
 
 

@@ -16,41 +16,26 @@ import pytest
 
 from torchmate_ray.cli import tune_main
 
-SPACE = '''
-import copy, sys, time
-sys.path.insert(0, {tests!r})
-import lightning.pytorch as pl
-from conftest import TINY_CONFIG
-from ray import tune
+from spaces import EPOCH_LOG, Code, epoch_log, read_epoch_log, tiny_space
 
-class EpochLog(pl.Callback):
-    """Appends '<trial id> <epoch>' when an epoch starts; an epoch takes at least a second."""
-    def __init__(self, path):
-        self.path = path
-    def on_train_epoch_start(self, trainer, pl_module):
-        self.write(trainer.current_epoch)
-        time.sleep(1.0)
-    def on_train_end(self, trainer, pl_module):
-        self.write("end")
-    def write(self, what):
-        with open(self.path, "a") as handle:
-            handle.write(f"{{tune.get_context().get_trial_id()}} {{what}}\\n")
+FIFO = {"metric": "val/accuracy", "mode": "max", "num_samples": 1, "scheduler": "fifo", "max_concurrent": 2}
 
-config = copy.deepcopy(TINY_CONFIG)
-config["dataset"]["kwargs"]["root"] = {root!r}
-config["training"] = {{"max_epochs": 3, "limit_train_batches": 5, "limit_val_batches": 2,
-                       "callbacks": [{{"name": EpochLog, "cfg": {{"path": {log!r}}}}}]}}
-config["optimizer"]["cfg"]["lr"] = tune.grid_search([1e-2, 5e-3, 2e-3, 1e-3])
-sweep = {{"metric": "val/accuracy", "mode": "max", "num_samples": 1, "scheduler": "fifo", "max_concurrent": 2}}
-'''
+
+def logged_space(tmp_path: Path, lrs: list[float], max_epochs: int = 3, sweep: dict = FIFO, code: str = EPOCH_LOG,
+                 callback: str = "EpochLog") -> str:
+    """The tiny config, a grid over ``lrs``, trials that log their epochs (EpochLog, to <tmp_path>/epochs.log) and
+    take at least a second an epoch; FIFO, two trials at once, unless ``sweep`` says otherwise."""
+    return tiny_space(tmp_path / "data", code=code, overrides={
+        "training": {"max_epochs": max_epochs, "limit_train_batches": 5, "limit_val_batches": 2,
+                     "callbacks": [epoch_log(tmp_path / "epochs.log", 1.0, callback)]},
+        "optimizer.cfg.lr": Code(f"tune.grid_search({lrs})")}, sweep=sweep)
 
 
 def epochs_by_trial(lines: list[str]) -> dict[str, list]:
     """``{trial: [0, 1, 2, "end"]}``: the epochs each trial started, and "end" when its fit returned."""
     epochs: dict[str, list] = defaultdict(list)
-    for line in lines:
-        trial, what = line.split()
-        epochs[trial].append(int(what) if what.isdigit() else what)
+    for trial, _, what in read_epoch_log(lines):
+        epochs[trial].append(what)
     return epochs
 
 
@@ -58,7 +43,7 @@ def epochs_by_trial(lines: list[str]) -> dict[str, list]:
 def test_killed_driver_resumes_without_losing_or_repeating_work(tmp_path):
     log = tmp_path / "epochs.log"
     space = tmp_path / "space.py"
-    space.write_text(SPACE.format(tests=str(Path(__file__).parent), root=str(tmp_path / "data"), log=str(log)))
+    space.write_text(logged_space(tmp_path, [1e-2, 5e-3, 2e-3, 1e-3]))
     exe = Path(sys.executable).parent / "torchmate-tune"
     driver = subprocess.Popen([str(exe), str(space), "--storage-path", str(tmp_path / "results"), "--name", "exp"],
                               cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -118,17 +103,14 @@ def test_experiment_directory_needs_resume(tmp_path, capsys):
 
 
 # --- every epoch recorded once, whatever stops the sweep (issue: nothing lost) -------------------------------
-ASHA_SPACE = SPACE.replace('"max_epochs": 3', '"max_epochs": 4').replace(
-    'tune.grid_search([1e-2, 5e-3, 2e-3, 1e-3])', 'tune.grid_search([1e-2, 1e-7])').replace(
-    '''sweep = {{"metric": "val/accuracy", "mode": "max", "num_samples": 1, "scheduler": "fifo", "max_concurrent": 2}}''',
-    '''sweep = {{"metric": "val/accuracy", "mode": "max", "num_samples": 1, "max_concurrent": 1,
-          "scheduler": {{"name": "asha", "cfg": {{"grace_period": 1, "reduction_factor": 2}}}}}}''')
+ASHA = {"metric": "val/accuracy", "mode": "max", "num_samples": 1, "max_concurrent": 1,
+        "scheduler": {"name": "asha", "cfg": {"grace_period": 1, "reduction_factor": 2}}}
 
 
 def start_sweep(tmp_path: Path, space_text: str) -> tuple[subprocess.Popen, Path, Path]:
     """``torchmate-tune`` on ``space_text`` in its own process group; returns it, the epoch log, the experiment."""
     log, space = tmp_path / "epochs.log", tmp_path / "space.py"
-    space.write_text(space_text.format(tests=str(Path(__file__).parent), root=str(tmp_path / "data"), log=str(log)))
+    space.write_text(space_text)
     exe = Path(sys.executable).parent / "torchmate-tune"
     driver = subprocess.Popen([str(exe), str(space), "--storage-path", str(tmp_path / "results"), "--name", "exp"],
                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -193,7 +175,7 @@ def test_a_resumed_trial_records_every_epoch_once_whatever_the_kill_cut_short(tm
     second line in result.json is cut short (the driver died before recording it: the resumed A reports
     epoch 2 from its own record, without training it again) or A's newest checkpoint is (A goes on from the
     one before and trains epoch 2 again, but does not report it twice)."""
-    driver, log, experiment = start_sweep(tmp_path, ASHA_SPACE)
+    driver, log, experiment = start_sweep(tmp_path, logged_space(tmp_path, [1e-2, 1e-7], max_epochs=4, sweep=ASHA))
     before = wait_for(driver, log, lambda state: any(e[-1] == 2 for e in state.values()))
     kill_sweep(driver)
     (a,) = before
@@ -221,7 +203,7 @@ def test_asha_resumes_with_the_rungs_of_the_trials_that_ended_before_the_kill(tm
     """A runs its 4 epochs and ends; the driver is SIGKILLed before B's first result. Tune keeps no scheduler
     state: the resumed ASHA gets A's results back from its result.json, so B, no better than chance, is
     stopped at rung 1 against A's first epoch (an empty ASHA would let it run all 4)."""
-    driver, log, experiment = start_sweep(tmp_path, ASHA_SPACE)
+    driver, log, experiment = start_sweep(tmp_path, logged_space(tmp_path, [1e-2, 1e-7], max_epochs=4, sweep=ASHA))
     wait_for(driver, log, lambda state: len(recorded(experiment).get(next(iter(state), ""), [])) == 4)
     kill_sweep(driver)
     (a,) = recorded(experiment)
@@ -245,7 +227,7 @@ def kill_sweep(driver: subprocess.Popen) -> None:
 def test_an_interrupted_sweep_says_so_exits_non_zero_and_resumes(tmp_path, signal_name, code):
     """Ctrl-C (SIGINT) or SIGTERM once a trial is in its second epoch; then --resume (after SIGINT only: the
     stop is the same for both, and the resume is what it resumes)."""
-    driver, log, experiment = start_sweep(tmp_path, SPACE.replace("[1e-2, 5e-3, 2e-3, 1e-3]", "[1e-2, 5e-3]"))
+    driver, log, experiment = start_sweep(tmp_path, logged_space(tmp_path, [1e-2, 5e-3]))
     wait_for(driver, log, lambda state: any(1 in e for e in state.values()))
     driver.send_signal(getattr(signal, signal_name))
     out, err = driver.communicate(timeout=120)
@@ -268,12 +250,15 @@ def test_an_interrupted_sweep_says_so_exits_non_zero_and_resumes(tmp_path, signa
         assert sorted(set(done)) == [0, 1, 2] and len(done) - len(set(done)) <= 1, (trial, epochs)
 
 
-KILLED_TRIAL_SPACE = SPACE.replace('"max_epochs": 3', '"max_epochs": 4').replace(
-    "        self.write(trainer.current_epoch)\n",
-    "        self.write(trainer.current_epoch)\n"
-    "        if trainer.current_epoch == 2 and trainer.optimizers[0].param_groups[0]['lr'] < 5e-3:\n"
-    "            raise RuntimeError('bad epoch')\n").replace(
-    'tune.grid_search([1e-2, 5e-3, 2e-3, 1e-3])', 'tune.grid_search([1e-2, 1e-3])')
+RAISING_EPOCH_LOG = EPOCH_LOG + '''
+class RaisingEpochLog(EpochLog):
+    """Raises as its third epoch starts (once logged), in a trial whose learning rate is under 5e-3."""
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == 2 and trainer.optimizers[0].param_groups[0]["lr"] < 5e-3:
+            self.write(trainer.current_epoch)
+            raise RuntimeError("bad epoch")
+        super().on_train_epoch_start(trainer, pl_module)
+'''
 
 
 @pytest.mark.slow
@@ -281,7 +266,8 @@ def test_a_killed_trial_process_is_retried_and_a_raising_trial_is_not(tmp_path):
     """Two trials at once: the first one's process is killed with SIGKILL after its second epoch (the OOM
     killer's way); it goes on from its checkpoint. The second raises in its third epoch: errored, and its
     code runs no more."""
-    driver, log, experiment = start_sweep(tmp_path, KILLED_TRIAL_SPACE)
+    driver, log, experiment = start_sweep(tmp_path, logged_space(tmp_path, [1e-2, 1e-3], max_epochs=4,
+                                                                 code=RAISING_EPOCH_LOG, callback="RaisingEpochLog"))
 
     def lr(trial: str) -> float:
         return json.loads((experiment / trial / "params.json").read_text())["optimizer"]["cfg"]["lr"]
@@ -302,23 +288,16 @@ def test_a_killed_trial_process_is_retried_and_a_raising_trial_is_not(tmp_path):
     assert recorded(experiment) == {first: [1, 2, 3, 4], second: [1, 2]}
 
 
-RESUMABLE = '''
-import copy, sys
-sys.path.insert(0, {tests!r})
-from conftest import TINY_CONFIG
-from ray import tune
-config = copy.deepcopy(TINY_CONFIG)
-config["training"] = {{"max_epochs": 4}}
-config["optimizer"]["cfg"]["lr"] = tune.loguniform(1e-4, 1e-1)
-sweep = {{"metric": "val/accuracy", "mode": "max", "num_samples": 12}}
-'''
+RESUMABLE = tiny_space(None, overrides={"training": {"max_epochs": 4},
+                                        "optimizer.cfg.lr": Code("tune.loguniform(1e-4, 1e-1)")},
+                       sweep={"metric": "val/accuracy", "mode": "max", "num_samples": 12})
 
 
 def saved_experiment(tmp_path: Path, form: str) -> tuple[Path, list[str]]:
     """An experiment that started as ``RESUMABLE --num-samples 6 --max-epochs 2`` (its saved invocation, no Tune
     state), and how the command line names it: the experiment ``directory`` or the search-space ``file``."""
     space = tmp_path / "space.py"
-    space.write_text(RESUMABLE.format(tests=str(Path(__file__).parent)))
+    space.write_text(RESUMABLE)
     experiment = tmp_path / "results" / "exp"
     experiment.mkdir(parents=True)
     (experiment / "torchmate_sweep.json").write_text(json.dumps({
@@ -365,7 +344,7 @@ def test_an_accepted_sweep_keeps_its_invocation_with_its_name_and_planned_resour
     from torchmate_ray.tune.experiment import Invocation, open_experiment, read_invocation
 
     space_file = tmp_path / "space.py"
-    space_file.write_text(RESUMABLE.format(tests=str(Path(__file__).parent)))
+    space_file.write_text(RESUMABLE)
     given = Invocation(str(space_file), max_epochs=2, settings={"num_samples": 6, "storage_path": str(tmp_path)})
     space = given.load_space()
     experiment = open_experiment(space, given, resume=False)

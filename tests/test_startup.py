@@ -12,44 +12,37 @@ from pathlib import Path
 import pytest
 
 from torchmate_ray.cli import build_tune_parser, start_local_ray
+from torchmate_ray.tune.local_ray import LocalRay
 from torchmate_ray.tune.progress import SweepProgress
 from torchmate_ray.tune.report import format_timings
-from torchmate_ray.tune.local_ray import LocalRay
+
+from spaces import Code, tiny_space
 
 TUNE = str(Path(sys.executable).parent / "torchmate-tune")
 
-# The tiny config (conftest.py) with two trials of two short epochs; each trial writes the number of torch threads
-# its process uses, and the search-space file may set the trials' CPUs.
-SPACE = '''
-import copy, sys
-sys.path.insert(0, {tests!r})
+RECORD_THREADS = '''
 import lightning.pytorch as pl
 import torch
-from conftest import TINY_CONFIG
-from ray import tune
 
 class RecordThreads(pl.Callback):
     def __init__(self, path):
         self.path = path
     def on_train_start(self, trainer, pl_module):
         with open(self.path, "a") as handle:
-            handle.write(f"{{torch.get_num_threads()}}\\n")
-
-config = copy.deepcopy(TINY_CONFIG)
-config["dataset"]["kwargs"]["root"] = {root!r}
-config["training"] = {{"max_epochs": 2, "limit_train_batches": 4, "limit_val_batches": 2,
-                       "callbacks": [{{"name": RecordThreads, "cfg": {{"path": {threads!r}}}}}]}}
-config["optimizer"]["cfg"]["lr"] = tune.grid_search([1e-2, 3e-3])
-config["optimizer"]["name"] = {optimizer!r}
-sweep = {{"metric": "val/accuracy", "mode": "max", "num_samples": 1, "scheduler": "fifo",
-          "resources": {{"cpus_per_worker": {cpus}}}}}
+            handle.write(f"{torch.get_num_threads()}\\n")
 '''
 
 
-def write_space(tmp_path: Path, cpus: float = 1, optimizer: str = "Adam") -> Path:
+def write_space(tmp_path: Path, cpus: float = 1, overrides: dict | None = None) -> Path:
+    """The tiny config (conftest.py) with two trials of two short epochs, and ``overrides``; each trial writes the
+    number of torch threads its process uses (threads.txt), and the file sets the trials' CPUs."""
     path = tmp_path / "space.py"
-    path.write_text(SPACE.format(tests=str(Path(__file__).parent), root=str(tmp_path / "data"),
-                                 threads=str(tmp_path / "threads.txt"), optimizer=optimizer, cpus=cpus))
+    path.write_text(tiny_space(tmp_path / "data", code=RECORD_THREADS, overrides={
+        "training": {"max_epochs": 2, "limit_train_batches": 4, "limit_val_batches": 2,
+                     "callbacks": [{"name": Code("RecordThreads"), "cfg": {"path": tmp_path / "threads.txt"}}]},
+        "optimizer.cfg.lr": Code("tune.grid_search([1e-2, 3e-3])"), **(overrides or {})},
+        sweep={"metric": "val/accuracy", "mode": "max", "num_samples": 1, "scheduler": "fifo",
+               "resources": {"cpus_per_worker": cpus}}))
     return path
 
 
@@ -156,9 +149,10 @@ def still_alive(pids: dict[int, str], grace_s: float = 5.0) -> list[str]:
 
 
 REFUSALS = [
-    ("while-validating", "Adamm", "", "optimizer.name: unknown optimizer 'Adamm' in torch.optim; did you mean 'Adam'?"),
-    ("after-the-experiment-line", "Adam",
-     'config["dataset"]["cache"] = "memory"\nconfig["dataset"]["transforms"] = {"pre": [{"name": "RandomHorizontalFlip"}]}\n',
+    ("while-validating", {"optimizer.name": "Adamm"},
+     "optimizer.name: unknown optimizer 'Adamm' in torch.optim; did you mean 'Adam'?"),
+    ("after-the-experiment-line",
+     {"dataset.cache": "memory", "dataset.transforms": {"pre": [{"name": "RandomHorizontalFlip"}]}},
      "dataset.cache: the train split's X is of type Image after its deterministic transforms, not a tensor; add "
      "ToTensor to dataset.transforms.pre, or set dataset.cache to 'none'"),
 ]
@@ -171,9 +165,8 @@ def test_a_sweep_refused_after_its_experiment_line_keeps_no_invocation(tmp_path,
     from torchmate_ray import cli
 
     monkeypatch.setattr(cli, "start_local_ray", lambda args: None)  # the refusal comes before the sweep needs Ray
-    _, optimizer, extra, expected = REFUSALS[1]
-    space = write_space(tmp_path, optimizer=optimizer)
-    space.write_text(space.read_text() + extra)
+    _, overrides, expected = REFUSALS[1]
+    space = write_space(tmp_path, overrides=overrides)
     experiment = tmp_path / "results" / "exp"
     if existing:  # a directory without an experiment in it: a new sweep may use it
         experiment.mkdir(parents=True)
@@ -185,10 +178,9 @@ def test_a_sweep_refused_after_its_experiment_line_keeps_no_invocation(tmp_path,
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("optimizer, extra, expected", [r[1:] for r in REFUSALS], ids=[r[0] for r in REFUSALS])
-def test_a_refusal_after_ray_started_early_leaves_no_ray_process(tmp_path, optimizer, extra, expected):
-    space = write_space(tmp_path, optimizer=optimizer)
-    space.write_text(space.read_text() + extra)
+@pytest.mark.parametrize("overrides, expected", [r[1:] for r in REFUSALS], ids=[r[0] for r in REFUSALS])
+def test_a_refusal_after_ray_started_early_leaves_no_ray_process(tmp_path, overrides, expected):
+    space = write_space(tmp_path, overrides=overrides)
     process = subprocess.Popen([TUNE, str(space), "--storage-path", str(tmp_path / "results"), "--name", "exp"],
                                cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen = ray_processes_seen(process)

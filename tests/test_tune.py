@@ -17,40 +17,13 @@ from torchmate_ray.cli import tune_main
 from torchmate_ray.tune.domains import find_domains
 from torchmate_ray.tune.space import describe_domain, load_search_space, sample_configs
 
-SPACE = '''
-from ray import tune
-import torch
-from torch import nn
-
-class Exploding(nn.Module):
-    """Builds fine, fails in its first forward: a trial that raises."""
-    def __init__(self, **cfg):
-        super().__init__()
-        self.linear = nn.Linear(784, 10)
-    def forward(self, x):
-        raise RuntimeError("exploding model")
-
-config = {{
-    "learner": {{"name": "SupervisedLearner", "cfg": {{"classification": True}}}},
-    "criterion": {{"name": "CrossEntropyLoss"}},
-    "model": {{"name": "torchmate_ray.models.MLP",
-              "cfg": {{"in_features": 784, "out_features": 10, "hidden": tune.grid_search([[32], [16]])}}}},
-    "optimizer": {{"name": tune.choice(["Adam"]), "cfg": {{"lr": tune.loguniform(3e-3, 1e-2)}}}},
-    "training": {{"max_epochs": 2, "limit_train_batches": 8, "limit_val_batches": 4}},
-    "seed": 3,
-    "dataset": {{"name": "MagicData", "cfg": {{"name": "MNIST", "val_percentage": 0.1}},
-                "kwargs": {{"root": {root!r}, "download": True}},
-                "transforms": {{"pre": [{{"name": "ToTensor"}}]}}}},
-    "dataloaders": {{"default": {{"batch_size": 64}}}},
-}}
-sweep = {{"metric": "val/accuracy", "mode": "max", "num_samples": 1}}
-'''
+from spaces import Code, written_space
 
 
 @pytest.fixture
 def space_file(tmp_path):
     path = tmp_path / "space.py"
-    path.write_text(SPACE.format(root=str(tmp_path / "data")))
+    path.write_text(written_space(tmp_path / "data"))
     return path
 
 
@@ -249,11 +222,9 @@ def finished_sweep(tmp_path_factory):
     """One real sweep: 3 grid trials x 2 epochs on 2 CPUs, one of them with a model that raises."""
     tmp = tmp_path_factory.mktemp("sweep")
     path = tmp / "space.py"
-    path.write_text(SPACE.format(root=str(tmp / "data")).replace(
-        'tune.grid_search([[32], [16]])', 'tune.grid_search([[32], [16], [8]])').replace(
-        '"model": {"name": "torchmate_ray.models.MLP",',
-        '"model": {"name": tune.sample_from(lambda config: Exploding if config["model"]["cfg"]["hidden"] == [8] '
-        'else "torchmate_ray.models.MLP"),'))
+    path.write_text(written_space(tmp / "data", hidden=Code("tune.grid_search([[32], [16], [8]])"), model=Code(
+        'tune.sample_from(lambda config: Exploding if config["model"]["cfg"]["hidden"] == [8] '
+        'else "torchmate_ray.models.MLP")')))
     exe = Path(sys.executable).parent / "torchmate-tune"
     result = subprocess.run([str(exe), str(path), "--storage-path", str(tmp / "results"), "--name", "exp"],
                             capture_output=True, text=True, timeout=600, cwd=tmp)
@@ -313,7 +284,7 @@ def test_best_config_runs_with_torchmate_train(finished_sweep, tmp_path):
     assert "val/accuracy" in result.stdout
 
 
-RESTART = '''
+CRASH_ONCE = '''
 import lightning.pytorch as pl
 from pathlib import Path
 
@@ -326,11 +297,6 @@ class CrashOnce(pl.Callback):
         self.record.write_text(" ".join(seen + [str(trainer.current_epoch)]))
         if trainer.current_epoch == 1 and "1" not in seen:
             raise RuntimeError("simulated crash")
-
-config["training"]["callbacks"] = [{{"name": CrashOnce, "cfg": {{"log": {log!r}}}}}]
-config["training"]["max_epochs"] = 3
-config["model"]["cfg"]["hidden"] = [16]
-sweep["max_failures"] = 1
 '''
 
 
@@ -338,7 +304,10 @@ sweep["max_failures"] = 1
 def test_a_restarted_trial_resumes_from_its_checkpoint(tmp_path):
     path = tmp_path / "space.py"
     log = tmp_path / "epochs.txt"
-    path.write_text(SPACE.format(root=str(tmp_path / "data")) + RESTART.format(log=str(log)))
+    path.write_text(written_space(tmp_path / "data", hidden=[16], code=CRASH_ONCE, training={
+        "max_epochs": 3, "limit_train_batches": 8, "limit_val_batches": 4,
+        "callbacks": [{"name": Code("CrashOnce"), "cfg": {"log": log}}]},
+        sweep={"metric": "val/accuracy", "mode": "max", "num_samples": 1, "max_failures": 1}))
     try:
         code = tune_main([str(path), "--storage-path", str(tmp_path / "results"), "--name", "exp"])
     finally:
