@@ -1,9 +1,8 @@
 """The results side's rules (a trial's status, the best trial, the ranking) as tables, the report page's
-escaping, and its layout: no circle of imports, no Ray Train, no module over 300 lines, templates shipped."""
+escaping, and its templates shipped. (Its imports and module sizes: test_structure.py.)"""
 
 from __future__ import annotations
 
-import ast
 import tomllib
 from pathlib import Path
 
@@ -15,8 +14,6 @@ from torchmate_ray.tune.rows import TrialRow, best_trial, ended_status, live_sta
 from torchmate_ray.tune.space import SearchSpace, read_settings
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS_SIDE = ["rows", "trial_files", "report_data", "results", "plots", "report_page", "report", "progress",
-                "progress_text"]
 
 
 def row(trial_id: str, value: float | None, status: str = "finished") -> TrialRow:
@@ -64,46 +61,7 @@ def test_the_page_escapes_every_value(tmp_path):
     assert "<code>a&lt;b</code>" in page and "<code>&lt;b&gt;space.py</code>" in page
 
 
-# --- layout ---------------------------------------------------------------------------------------
-def imported_modules(path: Path) -> set[str]:
-    """Every module a file imports, at any depth of its code (``from a import b``: ``a`` and ``a.b``)."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            found |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
-    return found
-
-
-def package_imports() -> dict[str, set[str]]:
-    """Module -> the torchmate_ray modules it imports, for every module of the package."""
-    files = {".".join(p.relative_to(ROOT).with_suffix("").parts): p for p in (ROOT / "torchmate_ray").rglob("*.py")}
-    return {name: {m for m in imported_modules(path) if m in files and m != name} for name, path in files.items()}
-
-
-def test_no_circle_of_imports_through_the_results_side():
-    graph = package_imports()
-    for start in (f"torchmate_ray.tune.{name}" for name in RESULTS_SIDE):
-        seen, todo = set(), list(graph[start])
-        while todo:
-            module = todo.pop()
-            assert module != start, f"{start} imports itself through {sorted(seen)}"
-            if module not in seen:
-                seen.add(module)
-                todo.extend(graph[module])
-
-
-@pytest.mark.parametrize("name", RESULTS_SIDE)
-def test_results_modules_are_small_and_never_reach_ray_train(name):
-    path = ROOT / "torchmate_ray" / "tune" / f"{name}.py"
-    lines = len(path.read_text().splitlines())
-    assert lines < 300, f"{path.name}: {lines} lines"
-    imported = imported_modules(path)
-    assert not any(m == "ray.train" or m.startswith("ray.train.") for m in imported)
-    assert "torchmate_ray.tune.trial" not in imported
-
-
+# --- layout (the imports and sizes of the results side's modules: test_structure.py) ----------------------
 def test_the_templates_are_package_data():
     package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
     templates = ROOT / "torchmate_ray" / "tune" / "templates"
