@@ -17,14 +17,15 @@ from dataclasses import dataclass
 
 from torchmate_ray.tune.resources import EPSILON
 
-# What a trial's process imports before it trains. Every Python worker of a local Ray imports them as it
-# starts (Ray's experimental `preload_python_modules`, ray PR #33572; it holds for actors too, ray#60230),
-# and the raylet starts one idle worker per CPU as it starts: a trial's actor then starts in a process that
-# has them already (measured on 2 CPUs: ready in 0.3 s instead of 11 s), while the driver is still busy.
-# Ray starts as many idle workers again when the first driver connects (`prestart_worker_first_driver`);
-# importing torch in those too would only take CPU from the driver (measured: 4 workers importing on 2 CPUs
-# delayed the first epoch), and the first round serves the trials (checked: the actors' processes had the
-# modules). Placeholder tasks that import them instead do not help: Ray gave the actors fresh processes.
+# What a trial's process imports before it trains: every Python worker of a local Ray imports them as it
+# starts (Ray's experimental `preload_python_modules`, ray PR #33572; it holds for actors too, ray#60230).
+# Ray 2.60 starts the trials' processes only when Tune asks for its actors, so these imports do not overlap
+# the driver's (measured on 2 CPUs: Tuner.fit at 6.5 s, the actors' processes started then, their imports
+# ended at 11.0 s). Processes started earlier are never used: Tune gives its actors a runtime_env
+# (`PL_DISABLE_FORK`, ray/tune/execution/class_cache.py), and the raylet prestarts only workers without one,
+# for no job (`enable_worker_prestart`, `prestart_worker_first_driver`: tried with a job runtime_env equal to
+# Tune's too; the first epoch came 4-5 s later, the idle processes' imports taking the CPUs). Ray's
+# PrestartWorkers RPC takes a runtime_env, but 2.60 has no Python API for it. So none are prestarted.
 WARM_MODULES = ("torch", "lightning.pytorch", "torchmate_ray.tune.trial")
 WARM_SYSTEM_CONFIG = {"preload_python_modules": list(WARM_MODULES), "prestart_worker_first_driver": False}
 THREADS_ENV = "OMP_NUM_THREADS"
