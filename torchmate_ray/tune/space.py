@@ -26,6 +26,7 @@ from torchmate_ray.lightning.files import apply_overrides, load_python_file
 from torchmate_ray.tune.choices import (DEFAULT_SCHEDULER, DEFAULT_SEARCHER, SCHEDULERS, SEARCHERS, describe_choice,
                                         read_choice)
 from torchmate_ray.tune.domains import FoundDomain, find_domains
+from torchmate_ray.tune.rows import RAY_SCOPES, parse_score
 
 MODES = ("min", "max")
 RESOURCE_KEYS = ("workers", "cpus_per_worker", "gpus_per_worker")
@@ -40,6 +41,7 @@ class SweepSettings:
     num_samples: int = 10
     scheduler: Any = DEFAULT_SCHEDULER    # a name from choices.SCHEDULERS, or {"name": ..., "cfg": {...}}
     search_alg: Any = DEFAULT_SEARCHER    # a name from choices.SEARCHERS, or {"name": ..., "cfg": {...}}
+    score: str = "last"                   # a trial's one value: last | best | last-<k> (rows.score_curve)
     # gpus_per_worker None: a share of a GPU per one-worker trial where the cluster has GPUs (resources.py)
     resources: dict[str, Any] = field(default_factory=lambda: {"workers": 1, "cpus_per_worker": 1,
                                                                "gpus_per_worker": None})
@@ -136,6 +138,7 @@ def _check_settings(s: SweepSettings) -> None:
         raise ConfigError("sweep.mode", f"expected 'min' or 'max', got {describe(s.mode)}; use --mode min|max")
     read_choice(SCHEDULERS, s.scheduler, "sweep.scheduler")
     read_choice(SEARCHERS, s.search_alg, "sweep.search_alg")
+    _check_score(s.score)
     if s.checkpoints_to_keep is not None and (not _is_int(s.checkpoints_to_keep) or s.checkpoints_to_keep < 1):
         raise ConfigError("sweep.checkpoints_to_keep", f"expected an int >= 1 or None (all), got "
                           f"{describe(s.checkpoints_to_keep)}; fix it")
@@ -160,6 +163,13 @@ def _check_settings(s: SweepSettings) -> None:
                           f"bucket (s3://, gs://) as a shared directory and give its path")
     if not isinstance(s.metric, str) or not s.metric:
         raise ConfigError("sweep.metric", f"expected a logged metric name, got {describe(s.metric)}; use e.g. 'val/loss'")
+
+
+def _check_score(score: Any) -> None:
+    if parse_score(score) is None:
+        ray_name = f"; Ray Tune's scope '{score}' is '{RAY_SCOPES[score]}' here" if score in RAY_SCOPES else ""
+        raise ConfigError("sweep.score", f"expected 'last', 'best' or 'last-<k>' (the mean of the last k epochs, e.g. "
+                          f"'last-3'), got {describe(score)}{ray_name or '; use one of those'}")
 
 
 def _is_int(value: Any) -> bool:
