@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import difflib
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from torchmate_ray.lightning.files import apply_overrides, load_python_file
 from torchmate_ray.tune.choices import (DEFAULT_SCHEDULER, DEFAULT_SEARCHER, SCHEDULERS, SEARCHERS, describe_choice,
                                         read_choice)
 from torchmate_ray.tune.domains import FoundDomain, find_domains
+from torchmate_ray.tune.monitors import check_monitors
 from torchmate_ray.tune.rows import RAY_SCOPES, parse_score
 
 MODES = ("min", "max")
@@ -239,7 +239,8 @@ def _pick_options(cfg: Any, k: int) -> Any:
 
 def validate_space(space: SearchSpace) -> list[dict[str, Any]]:
     """Build every sampled config (names, signatures, data module, learner, trainer) without training,
-    and check that the sweep's metric is one the learner logs. Returns the sampled configs.
+    and check that every metric the config names (the sweep's, early stopping's, ...) is one the learner logs
+    (``monitors.check_monitors``). Returns the sampled configs.
     """
     space.max_epochs  # a fixed epoch budget is required
     samples = sample_configs(space.config)
@@ -248,7 +249,7 @@ def validate_space(space: SearchSpace) -> list[dict[str, Any]]:
             check_config(sample)
             model, _ = configure_model_data(sample)
             configure_trainer(sample, logger=False, enable_checkpointing=False, enable_progress_bar=False)
-            check_metric(space.settings.metric, model)
+            check_monitors(sample, space.settings.metric, model)
     return samples
 
 
@@ -264,17 +265,6 @@ def quiet_lightning() -> Iterator[None]:
     finally:
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
-
-
-def check_metric(metric: str, model: Any) -> None:
-    """Refuse a sweep metric the learner does not log (ray#14159: trials would fail at their first report)."""
-    logged = model.logged_metrics() if hasattr(model, "logged_metrics") else None
-    if logged is None or metric in logged:
-        return
-    close = difflib.get_close_matches(metric, sorted(logged), n=1, cutoff=0.5)
-    hint = f"did you mean '{close[0]}'?" if close else f"use one of {', '.join(sorted(logged))}"
-    raise ConfigError("sweep.metric", f"'{metric}' is not logged by {type(model).__name__} (it logs "
-                      f"{', '.join(sorted(logged))}); {hint}")
 
 
 def describe_space(space: SearchSpace, plan_lines: Sequence[str]) -> str:
