@@ -42,6 +42,7 @@ class SweepSettings:
     scheduler: Any = DEFAULT_SCHEDULER    # a name from choices.SCHEDULERS, or {"name": ..., "cfg": {...}}
     search_alg: Any = DEFAULT_SEARCHER    # a name from choices.SEARCHERS, or {"name": ..., "cfg": {...}}
     score: str = "last"                   # a trial's one value: last | best | last-<k> (rows.score_curve)
+    seed: int | None = None               # the searcher's random state: which configs are drawn (not training's)
     # gpus_per_worker None: a share of a GPU per one-worker trial where the cluster has GPUs (resources.py)
     resources: dict[str, Any] = field(default_factory=lambda: {"workers": 1, "cpus_per_worker": 1,
                                                                "gpus_per_worker": None})
@@ -137,7 +138,7 @@ def _check_settings(s: SweepSettings) -> None:
     if s.mode not in MODES:
         raise ConfigError("sweep.mode", f"expected 'min' or 'max', got {describe(s.mode)}; use --mode min|max")
     read_choice(SCHEDULERS, s.scheduler, "sweep.scheduler")
-    read_choice(SEARCHERS, s.search_alg, "sweep.search_alg")
+    _check_seed(s)
     _check_score(s.score)
     if s.checkpoints_to_keep is not None and (not _is_int(s.checkpoints_to_keep) or s.checkpoints_to_keep < 1):
         raise ConfigError("sweep.checkpoints_to_keep", f"expected an int >= 1 or None (all), got "
@@ -170,6 +171,17 @@ def _check_score(score: Any) -> None:
         ray_name = f"; Ray Tune's scope '{score}' is '{RAY_SCOPES[score]}' here" if score in RAY_SCOPES else ""
         raise ConfigError("sweep.score", f"expected 'last', 'best' or 'last-<k>' (the mean of the last k epochs, e.g. "
                           f"'last-3'), got {describe(score)}{ray_name or '; use one of those'}")
+
+
+def _check_seed(s: SweepSettings) -> None:
+    _, searcher, cfg = read_choice(SEARCHERS, s.search_alg, "sweep.search_alg")
+    if s.seed is None:
+        return
+    if not _is_int(s.seed) or not 0 <= s.seed < 2**32:
+        raise ConfigError("sweep.seed", f"expected an int from 0 to 2**32 - 1, got {describe(s.seed)}; use e.g. --seed 7")
+    if searcher.seed_arg in cfg and cfg[searcher.seed_arg] != s.seed:
+        raise ConfigError("sweep.seed", f"{s.seed} and sweep.search_alg.cfg.{searcher.seed_arg} = "
+                          f"{cfg[searcher.seed_arg]!r} both seed the search; keep one of them")
 
 
 def _is_int(value: Any) -> bool:
@@ -275,7 +287,7 @@ def describe_space(space: SearchSpace, plan_lines: Sequence[str]) -> str:
     lines += [f"  {found.path:<{width}}  {describe_domain(found.domain)}" for found in domains] or ["  (none)"]
     lines.append("sweep:")
     chosen = {"scheduler": describe_choice(SCHEDULERS, space.settings.scheduler, {"max_t": space.max_epochs}),
-              "search_alg": describe_choice(SEARCHERS, space.settings.search_alg, {})}
+              "search_alg": describe_choice(SEARCHERS, space.settings.search_alg, {"seed": space.settings.seed})}
     lines += [f"  {key}: {chosen.get(key, value)}" for key, value in dataclasses.asdict(space.settings).items()]
     lines.append(f"  max_epochs: {space.max_epochs}")
     lines.append("resources:")
