@@ -12,4 +12,4 @@ from lenet import config  # noqa: E402, F401
 from lenet import sweep as lenet_sweep  # noqa: E402
 
 SEARCH_SEED = 2026
-sweep = {**lenet_sweep, "search_alg": {"name": "random", "cfg": {"random_state": SEARCH_SEED}}}
+sweep = {**lenet_sweep, "seed": SEARCH_SEED}  # the search's seed: random search's random_state, as expert.py's

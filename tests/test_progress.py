@@ -190,6 +190,38 @@ def test_the_final_table_shows_the_end_of_the_sweep():
     ]
 
 
+def report(shown: SweepProgress, trials: list[FakeTrial], t: FakeTrial, values: list[float]) -> None:
+    """``t`` reports one epoch per value, as Tune hands its results to the display."""
+    for epoch, value in enumerate(values, start=1):
+        t.last_result = {"training_iteration": epoch, "val/acc": value}
+        shown.on_trial_result(epoch, trials, t, t.last_result)
+
+
+@pytest.mark.parametrize("score, best, line", [
+    ("last", "0.8000 t2", "t1 finished at epoch 3/3, val/acc 0.6000"),
+    ("best", "0.9000 t1", "t1 finished at epoch 3/3, val/acc (best epoch) 0.9000"),
+    ("last-2", "0.8000 t2", "t1 finished at epoch 3/3, val/acc (mean of last 2) 0.7500"),
+], ids=["last", "best", "last-2"])
+def test_the_progress_line_scores_and_names_trials_by_the_sweeps_score(score, best, line):
+    shown, out, _ = make_progress(num_trials=2, score=score)
+    t1, t2 = trial("t1"), trial("t2")
+    report(shown, [t1, t2], t1, [0.5, 0.9, 0.6])  # peaked at epoch 2
+    report(shown, [t1, t2], t2, [0.8, 0.8, 0.8])
+    shown.on_trial_complete(3, [t1, t2], t1)
+    shown.on_trial_complete(3, [t1, t2], t2)
+    last = out.getvalue().splitlines()[-1]
+    assert out.getvalue().splitlines()[0].startswith(f"[0:00] {line} | ") and f" best {best}" in last
+
+
+def test_a_resumed_sweep_scores_trials_that_ended_before_it_by_their_recorded_epochs(tmp_path):
+    (tmp_path / "t1").mkdir()
+    (tmp_path / "t1" / "result.json").write_text("".join(
+        json.dumps({"training_iteration": epoch, "val/acc": value}) + "\n" for epoch, value in [(1, 0.5), (2, 0.9), (3, 0.6)]))
+    shown, _, _ = make_progress(num_trials=2, score="best", experiment_dir=str(tmp_path))
+    restored = trial("t1", "TERMINATED", 3, 0.6)  # Tune brings back its last result only
+    assert shown.row_of(restored).value == 0.9
+
+
 def test_table_lines_are_cut_to_the_terminal_width(monkeypatch):
     monkeypatch.setattr(progress.shutil, "get_terminal_size", lambda: os.terminal_size((40, 20)))
     shown, out, _ = make_progress(tty=True)

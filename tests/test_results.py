@@ -10,7 +10,8 @@ import pytest
 
 from torchmate_ray.tune.report_data import ComputeAccount, ReportData
 from torchmate_ray.tune.report_page import render_report_html
-from torchmate_ray.tune.rows import TrialRow, best_trial, ended_status, live_status, rank_trials
+from torchmate_ray.tune.rows import (Score, TrialRow, best_trial, ended_status, live_status, parse_score, rank_trials,
+                                     score_curve, score_label)
 from torchmate_ray.tune.space import SearchSpace, read_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,6 +50,36 @@ def test_live_status(state, epochs, status):
 def test_an_ended_trial_is_finished_only_at_max_epochs():
     assert [ended_status(e, 3) for e in (1, 3, 4)] + [ended_status(3, 3, errored=True)] == \
         ["stopped", "finished", "finished", "errored"]
+
+
+CURVE = [(1, 0.5), (2, 0.7), (3, 0.9), (4, 0.6), (5, 0.4)]  # peaked at epoch 3
+
+
+@pytest.mark.parametrize("score, mode, curve, value", [
+    ("last", "max", CURVE, 0.4),
+    ("best", "max", CURVE, 0.9),                 # Ray's scope "all"
+    ("best", "min", CURVE, 0.4),
+    ("last-2", "max", CURVE, 0.5),               # Ray's "last-5-avg", for any k
+    ("last-10", "max", CURVE[:2], 0.6),          # fewer epochs than k: the mean of those it has
+    ("last-1", "max", CURVE, 0.4),
+    ("best", "max", [], None),
+], ids=["last", "best-max", "best-min", "last-2", "last-k-beyond-the-curve", "last-1-is-last", "no-epochs"])
+def test_a_trial_is_scored_by_its_curve(score, mode, curve, value):
+    assert score_curve(curve, score, mode) == (pytest.approx(value) if value is not None else None)
+
+
+@pytest.mark.parametrize("text, score", [
+    ("last", Score("last")), ("best", Score("best")), ("last-3", Score("last-k", 3)),
+    ("last-0", None), ("last-03", None), ("all", None), ("last-5-avg", None), ("Best", None), (3, None),
+], ids=["last", "best", "last-3", "last-0", "leading-zero", "ray-all", "ray-last-5-avg", "capital", "not-a-string"])
+def test_which_scores_there_are(text, score):
+    assert parse_score(text) == score
+
+
+@pytest.mark.parametrize("score, label", [("last", "val/acc"), ("best", "val/acc (best epoch)"),
+                                          ("last-3", "val/acc (mean of last 3)")], ids=["last", "best", "last-3"])
+def test_a_score_is_named_where_it_is_shown(score, label):
+    assert score_label("val/acc", score) == label
 
 
 def test_the_page_escapes_every_value(tmp_path):

@@ -76,6 +76,7 @@ def test_dry_run_prints_domains_settings_and_plan(space_file, capsys):
     assert not ray.is_initialized()
 
 
+LOGGED = "test/accuracy, test/loss, train/accuracy, train/loss, val/accuracy, val/loss"
 BAD_SPACES = [
     ("unknown-name-deep-in-a-branch", ("optimizer", '{"name": tune.choice(["Adam"])', '{"name": tune.choice(["Adam", "Adamm"])'),
      [], "optimizer.name: unknown optimizer 'Adamm' in torch.optim; did you mean 'Adam'?"),
@@ -103,6 +104,28 @@ BAD_SPACES = [
      "as a shared directory and give its path"),
     ("optuna-with-grid", None, ["--search", "optuna"],
      "model.cfg.hidden: Optuna cannot search grid_search; use --search random, or move the domain"),
+    ("early-stopping-monitor-not-logged", None, ["--set", "training.early_stopping={'monitor': 'val/los'}"],
+     f"training.early_stopping.monitor: 'val/los' is not logged by SupervisedLearner (it logs {LOGGED}); did you mean "
+     f"'val/loss'?"),
+    ("plateau-monitor-not-logged", None,
+     ["--set", "lr_scheduler={'scheduler': {'name': 'ReduceLROnPlateau'}, 'monitor': 'val/acc'}"],
+     f"lr_scheduler.monitor: 'val/acc' is not logged by SupervisedLearner (it logs {LOGGED}); did you mean "
+     f"'val/accuracy'?"),
+    ("callback-monitor-not-logged", None,
+     ["--set", "training.callbacks=[{'name': 'EarlyStopping', 'cfg': {'monitor': 'valid/accuracy'}}]"],
+     f"training.callbacks.0.cfg.monitor: 'valid/accuracy' is not logged by SupervisedLearner (it logs {LOGGED}); "
+     f"did you mean 'val/accuracy'?"),
+    ("ray-scope-as-score", ("score", '"num_samples": 1', '"num_samples": 1, "score": "last-5-avg"'), [],
+     "sweep.score: expected 'last', 'best' or 'last-<k>' (the mean of the last k epochs, e.g. 'last-3'), got "
+     "'last-5-avg' (str); Ray Tune's scope 'last-5-avg' is 'last-5' here"),
+    ("unknown-score", ("score", '"num_samples": 1', '"num_samples": 1, "score": "last-0"'), [],
+     "sweep.score: expected 'last', 'best' or 'last-<k>' (the mean of the last k epochs, e.g. 'last-3'), got "
+     "'last-0' (str); use one of those"),
+    ("negative-seed", None, ["--seed", "-1"], "sweep.seed: expected an int from 0 to 2**32 - 1, got -1 (int); use e.g. "
+     "--seed 7"),
+    ("two-seeds", ("seeded", '"num_samples": 1', '"num_samples": 1, "search_alg": {"name": "random", "cfg": '
+                   '{"random_state": 3}}'), ["--seed", "4"],
+     "sweep.seed: 4 and sweep.search_alg.cfg.random_state = 3 both seed the search; keep one of them"),
 ]
 
 
@@ -337,3 +360,86 @@ print(frozen > 100_000, gc.get_freeze_count() == frozen, alive() is None)
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.stdout.split() == ["True", "True", "True"], result.stderr[-2000:]
+
+
+# --- every metric the config names (monitors.py) -----------------------------------------------------------
+@pytest.mark.parametrize("config, monitors", [
+    ({"training": {"early_stopping": {"monitor": "val/loss", "patience": 2}}},
+     [("training.early_stopping.monitor", "val/loss")]),
+    ({"training": {"callbacks": [{"name": "EarlyStopping", "cfg": {"monitor": "val/accuracy"}}, {"name": "Timer"}]}},
+     [("training.callbacks.0.cfg.monitor", "val/accuracy")]),
+    ({"lr_scheduler": [{"scheduler": {"name": "StepLR", "cfg": {"step_size": 1}}, "monitor": "ignored"},
+                       {"scheduler": {"name": "ReduceLROnPlateau"}, "monitor": "val/accuracy"},
+                       {"scheduler": {"name": "ReduceLROnPlateau"}}]},
+     [("lr_scheduler.1.monitor", "val/accuracy")]),  # only a plateau scheduler watches; without one: the learner's
+    ({"lr_scheduler": {"scheduler": {"name": "StepLR"}, "reduce_on_plateau": True, "monitor": "val/loss"}},
+     [("lr_scheduler.monitor", "val/loss")]),
+    ({"training": {"max_epochs": 2}}, []),
+], ids=["early-stopping", "callback-spec", "plateau-of-a-list", "reduce-on-plateau-flag", "none"])
+def test_the_metrics_a_config_names(config, monitors):
+    from torchmate_ray.tune.monitors import list_monitors
+
+    assert [(m.key_path, m.name) for m in list_monitors(config)] == monitors
+
+
+def test_a_callback_object_is_checked_by_its_monitor():
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    from torchmate_ray.tune.monitors import list_monitors
+
+    found = list_monitors({"training": {"callbacks": [EarlyStopping(monitor="val/loss")]}})
+    assert [(m.key_path, m.name) for m in found] == [("training.callbacks.0.monitor", "val/loss")]
+
+
+def test_metrics_the_learner_logs_pass(space_file, capsys):
+    assert tune_main([str(space_file), "--dry-run", "--set", "training.early_stopping={'monitor': 'val/loss'}",
+                      "--set", "lr_scheduler={'scheduler': {'name': 'ReduceLROnPlateau'}, 'monitor': 'val/accuracy'}"]) == 0
+
+
+# --- reproducible search: sweep.seed / --seed -----------------------------------------------------------------
+def _optuna_draws(searcher, space, count=3):
+    searcher.set_search_properties(space.settings.metric, space.settings.mode, space.config)
+    return [searcher.suggest(f"t{i}") for i in range(count)]
+
+
+@pytest.mark.parametrize("search", ["random", "optuna"])
+@pytest.mark.parametrize("seeds, same", [((7, 7), True), ((7, 8), False)], ids=["same-seed", "other-seed"])
+def test_the_search_seed_fixes_the_configs_drawn(tmp_path, search, seeds, same):
+    """Dry draws through the real searcher, as the sweep builds it: the same --seed, the same configs."""
+    from torchmate_ray.tune.sweep import build_searcher
+
+    path = tmp_path / "space.py"
+    path.write_text(written_space(tmp_path / "data", hidden=[16], batch_size=Code("tune.choice([32, 64, 128])"),
+                                  optimizer=Code('tune.choice(["Adam", "SGD"])')))
+    drawn = []
+    for seed in seeds:
+        space = load_search_space(path, settings={"search_alg": search, "seed": seed})
+        searcher = build_searcher(space, max_concurrent=3)
+        drawn.append(_optuna_draws(searcher, space) if search == "optuna" else _drawn_configs(searcher, space.config))
+    assert (drawn[0] == drawn[1]) == same
+
+
+def test_the_seed_is_shown_as_the_searchers_argument(space_file, capsys):
+    assert tune_main([str(space_file), "--dry-run", "--seed", "7"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "  search_alg: random (BasicVariantGenerator: random_state=7)" in lines and "  seed: 7" in lines
+
+
+def test_the_saved_invocation_keeps_the_seed_and_a_resume_refuses_another(tmp_path):
+    """The file's sweep.seed is recorded (a resume draws the same even if the file changes); --seed 8 is refused."""
+    from torchmate_ray.lightning import ConfigError
+    from torchmate_ray.tune.experiment import Invocation, open_experiment, read_invocation, resolve_invocation
+
+    path = tmp_path / "space.py"
+    path.write_text(written_space(tmp_path / "data", sweep={"metric": "val/accuracy", "mode": "max", "num_samples": 1,
+                                                            "seed": 5, "storage_path": str(tmp_path / "results")}))
+    invocation = Invocation(str(path), settings={"name": "exp"})
+    experiment = open_experiment(invocation.load_space(), invocation, resume=False)
+    experiment.accept({"workers": 1})
+    assert read_invocation(experiment.directory).settings == {"name": "exp", "seed": 5}
+    (experiment.directory / "tuner.pkl").write_text("")  # what makes it an experiment to Tune (Tuner.can_restore)
+    with pytest.raises(ConfigError) as caught:
+        resolve_invocation(Invocation(str(experiment.directory), settings={"seed": 8}), resume=True)
+    assert str(caught.value).startswith(f"--seed: the experiment in {experiment.directory} ran with 5; ")
+    resumed = resolve_invocation(Invocation(str(experiment.directory), settings={"seed": 5}), resume=True)
+    assert resumed.load_space().settings.seed == 5

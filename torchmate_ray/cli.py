@@ -86,6 +86,8 @@ def build_tune_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mode", choices=["min", "max"], help="minimize or maximize --metric")
     parser.add_argument("--scheduler", choices=list(SCHEDULERS))
     parser.add_argument("--search", dest="search_alg", choices=list(SEARCHERS))
+    parser.add_argument("--seed", type=int, help="the search's seed: the same N draws the same configs (sweep['seed']); "
+                        "training's own seed is the config's 'seed'")
     parser.add_argument("--workers-per-trial", type=int, dest="workers")
     parser.add_argument("--cpus-per-worker", type=float)
     parser.add_argument("--gpus-per-worker", type=float)
@@ -184,7 +186,7 @@ def given_invocation(args: argparse.Namespace) -> Invocation:
     return Invocation(
         space_file=args.space_file, overrides=args.overrides, max_epochs=args.max_epochs,
         settings={key: getattr(args, key) for key in ("num_samples", "metric", "mode", "scheduler", "search_alg",
-                                                      "max_concurrent", "name", "storage_path", "address")
+                                                      "seed", "max_concurrent", "name", "storage_path", "address")
                   if getattr(args, key) is not None},
         resources={key: getattr(args, key) for key in ("workers", "cpus_per_worker", "gpus_per_worker")
                    if getattr(args, key) is not None})

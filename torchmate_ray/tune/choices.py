@@ -29,6 +29,7 @@ class Choice:
     # Arguments built from the trial config unless ``cfg`` sets them: name -> function(config).
     config_args: Mapping[str, Callable[[Mapping[str, Any]], Any]] = field(default_factory=dict)
     check: Callable[[Mapping[str, Any]], None] | None = None  # refuses a config it cannot search (ConfigError)
+    seed_arg: str | None = None     # a searcher's argument that fixes which configs it draws: sweep.seed (--seed)
     rungs: bool = False             # stops trials at grace_period * reduction_factor**k epochs (ASHA)
     tune_checkpoints: bool = False  # hands one trial's checkpoint to another: only through Tune's checkpoints
 
@@ -42,9 +43,11 @@ class Choice:
 
     def arguments(self, cfg: Mapping[str, Any], sweep: Mapping[str, Any],
                   config: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """The keyword arguments: ``sweep``'s values for ``sweep_args`` (those it has), the defaults, those
-        built from ``config`` (when given), then ``cfg`` over them all."""
+        """The keyword arguments: ``sweep``'s values for ``sweep_args`` (those it has) and its ``seed`` (when not
+        None) for ``seed_arg``, the defaults, those built from ``config`` (when given), then ``cfg`` over them all."""
         filled = {key: sweep[key] for key in self.sweep_args if key in sweep}
+        if self.seed_arg and sweep.get("seed") is not None:
+            filled[self.seed_arg] = sweep["seed"]
         if config is not None:
             filled.update({key: build(config) for key, build in self.config_args.items() if key not in cfg})
         return {**filled, **self.defaults, **cfg}
@@ -143,9 +146,9 @@ SCHEDULERS: dict[str, Choice] = {
     "fifo": Choice("ray.tune.schedulers.FIFOScheduler"),
 }
 SEARCHERS: dict[str, Choice] = {
-    # Tune's random and grid search; cfg {"random_state": 7} draws the same configs every time
-    "random": Choice("ray.tune.search.BasicVariantGenerator", sweep_args=("max_concurrent",)),
-    # Optuna's TPE (Tune applies the sweep's concurrency to it)
-    "optuna": Choice("ray.tune.search.optuna.OptunaSearch", check=check_optuna_space),
+    # Tune's random and grid search; sweep.seed (--seed) is its random_state: the same configs every time
+    "random": Choice("ray.tune.search.BasicVariantGenerator", sweep_args=("max_concurrent",), seed_arg="random_state"),
+    # Optuna's TPE (Tune applies the sweep's concurrency to it); sweep.seed seeds its sampler
+    "optuna": Choice("ray.tune.search.optuna.OptunaSearch", check=check_optuna_space, seed_arg="seed"),
 }
 DEFAULT_SCHEDULER, DEFAULT_SEARCHER = "asha", "random"

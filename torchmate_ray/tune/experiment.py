@@ -2,9 +2,9 @@
 
 ``<storage_path>/<name>/`` holds Ray Tune's experiment files, the trials' own directories and
 ``torchmate_sweep.json``: what started the sweep (the search-space file, its ``--set`` overrides,
-``--max-epochs``, the settings and resources given). It is written once the sweep is accepted (its
-pre-flight passed), so that ``torchmate-tune DIR --resume`` and ``torchmate-tune report DIR`` need
-nothing else, and a refused sweep leaves nothing behind.
+``--max-epochs``, the settings and resources given, the search's seed given or the file's). It is written
+once the sweep is accepted (its pre-flight passed), so that ``torchmate-tune DIR --resume`` and
+``torchmate-tune report DIR`` need nothing else, and a refused sweep leaves nothing behind.
 
 The command reads a saved invocation before Ray and Lightning are imported (to start its Ray early with
 the experiment's resources): this module imports neither at module level.
@@ -28,7 +28,7 @@ REQUIRED_KEYS = {"space_file", "overrides", "max_epochs", "settings"}  # "resour
 
 # The command-line flag of each saved setting and resource, for the one-line refusals of a resume.
 SETTING_FLAGS = {"num_samples": "--num-samples", "metric": "--metric", "mode": "--mode", "scheduler": "--scheduler",
-                 "search_alg": "--search", "max_concurrent": "--max-concurrent"}
+                 "search_alg": "--search", "seed": "--seed", "max_concurrent": "--max-concurrent"}
 RESOURCE_FLAGS = {"workers": "--workers-per-trial", "cpus_per_worker": "--cpus-per-worker",
                   "gpus_per_worker": "--gpus-per-worker"}
 
@@ -92,7 +92,9 @@ def open_experiment(space: SearchSpace, invocation: Invocation, resume: bool) ->
     if not resume and path.exists() and tune.Tuner.can_restore(str(path)):
         raise ConfigError("--name", f"{path} already holds an experiment; continue it with --resume or pick "
                           f"another --name")
-    named = dataclasses.replace(invocation, settings={**invocation.settings, "name": space.settings.name})
+    # the name and the search's seed as they are now (a default name, the file's sweep.seed): a resume runs the same
+    seed = {} if space.settings.seed is None else {"seed": space.settings.seed}
+    named = dataclasses.replace(invocation, settings={**invocation.settings, "name": space.settings.name, **seed})
     return Experiment(path, resume, named)
 
 

@@ -103,11 +103,11 @@ def plot_params_vs_metric(data: ReportData) -> Figure:
         elif param.scale == "log":
             axes.set_xscale("log")
         axes.set_xlabel(f"{param.path} ({param.scale})")
-        axes.set_ylabel(data.metric)
+        axes.set_ylabel(data.score_label)
         axes.grid(alpha=0.3)
     for axes in list(grid.flat)[len(data.params):]:
         axes.set_visible(False)
-    figure.suptitle(f"Hyperparameters vs final {data.metric} (faded: stopped early; star: best)")
+    figure.suptitle(f"Hyperparameters vs {data.score_label} (faded: stopped early; star: best)")
     figure.tight_layout()
     return figure
 
@@ -133,12 +133,12 @@ def plot_parallel_coordinates(data: ReportData) -> Figure:
             axes.annotate(text, (index, position), xytext=(4, 0), textcoords="offset points", fontsize=8,
                           va="center", bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8})
     scale = ScalarMappable(Normalize(low, high), colormap)
-    figure.colorbar(scale, ax=axes, pad=0.01, fraction=0.03).set_label(data.metric)
+    figure.colorbar(scale, ax=axes, pad=0.01, fraction=0.03).set_label(data.score_label)
     axes.set_xticks(range(len(coords.axes)), coords.axes, rotation=15, fontsize=9)
     axes.set_yticks([])
     axes.set_xlim(-0.2, len(coords.axes) - 0.6)
     axes.set_ylim(-0.05, 1.05)
-    axes.set_title(f"Parallel coordinates: {len(coords.lines)} trials with a metric (colour: {data.metric}; "
+    axes.set_title(f"Parallel coordinates: {len(coords.lines)} trials with a metric (colour: {data.score_label}; "
                    f"orange: best)")
     figure.tight_layout()
     return figure

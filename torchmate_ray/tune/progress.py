@@ -3,7 +3,8 @@
 This replaces Ray Tune's own output (``torchmate-tune --verbose`` brings Ray's back instead). A trial
 is *running* or *pending* (PENDING or PAUSED in Ray) until it ends as *finished* (all ``max_epochs``),
 *stopped* (ended earlier: ASHA cut it) or *errored*, the same words and rules as the leaderboard and
-summary.json (``rows``). The best trial is the best of those that finished or stopped (``rows.best_trial``).
+summary.json (``rows``). The best trial is the best of those that finished or stopped (``rows.best_trial``),
+each scored by ``sweep.score`` over the epochs it reported (``rows.score_curve``).
 """
 
 from __future__ import annotations
@@ -16,13 +17,18 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ray.tune import Callback
 
 from torchmate_ray.tune.domains import varied_paths
+from torchmate_ray.tune.experiment import experiment_dir
 from torchmate_ray.tune.progress_text import Best, Snapshot, describe_end, format_line, format_table, short_labels
-from torchmate_ray.tune.rows import ENDED, TrialRow, best_trial, ended_status, format_value, get_path, live_status
+from torchmate_ray.tune.record import RESULT_FILE, read_lines
+from torchmate_ray.tune.rows import (ENDED, TrialRow, best_trial, ended_status, format_value, get_path, live_status,
+                                     score_curve, score_label)
+from torchmate_ray.tune.trial_files import read_curve
 
 if TYPE_CHECKING:
     from torchmate_ray.tune.space import SearchSpace
@@ -54,12 +60,17 @@ class SweepProgress(Callback):
         tty: redraw a table (True) or print lines (False); None: a table when the output is a terminal.
         stream: where to write; None: ``sys.stdout``.
         clock: seconds, for the elapsed time and the redraw interval.
+        score: ``sweep.score``: how a trial's epochs make its value (``rows.score_curve``).
+        experiment_dir: where the trials' ``result.json`` are: a resumed sweep's trials are scored by the
+            epochs they reported before it too (None: by those reported in this run).
     """
 
     def __init__(self, metric: str, mode: str, num_trials: int, max_epochs: int, param_paths: Sequence[str],
                  epoch_key: str = "training_iteration", tty: bool | None = None, redraw_s: float = 0.5,
-                 stream: TextIO | None = None, clock: Callable[[], float] = time.monotonic):
+                 stream: TextIO | None = None, clock: Callable[[], float] = time.monotonic, score: str = "last",
+                 experiment_dir: str | None = None):
         self.metric, self.mode, self.epoch_key = metric, mode, epoch_key
+        self.score, self.label, self.experiment_dir = score, score_label(metric, score), experiment_dir
         self.num_trials, self.max_epochs = num_trials, max_epochs
         self.param_paths = list(param_paths)
         self.labels = short_labels(self.param_paths)
@@ -76,6 +87,7 @@ class SweepProgress(Callback):
         self._shown: list[str] = []  # the table on screen
         self._last_draw = -math.inf
         self.first_result_at: float | None = None
+        self._curves: dict[str, dict[int, float]] = {}  # trial id -> epoch -> the metric, as reported
 
     # --- Ray Tune hooks -----------------------------------------------------------------------
     def setup(self, **info: Any) -> None:
@@ -86,6 +98,7 @@ class SweepProgress(Callback):
     def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict, **info: Any) -> None:
         if self.first_result_at is None:
             self.first_result_at = time.time()  # wall clock, as the command's start (not self.clock)
+        self.curve_of(trial)
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._trial_ended(trials, trial, ended_status(self.epochs_of(trial), self.max_epochs))
@@ -112,10 +125,27 @@ class SweepProgress(Callback):
         return int((trial.last_result or {}).get(self.epoch_key, 0) or 0)
 
     def row_of(self, trial: Any) -> TrialRow:
-        """Ray's trial as the leaderboard's row: its state, epochs, last value of the metric, hyperparameters."""
+        """Ray's trial as the leaderboard's row: its state, epochs, score (``sweep.score``), hyperparameters."""
         config = trial.config or {}
-        return TrialRow(trial.trial_id, self.state_of(trial), self.epochs_of(trial), _metric(trial, self.metric),
+        value = score_curve(self.curve_of(trial), self.score, self.mode)
+        return TrialRow(trial.trial_id, self.state_of(trial), self.epochs_of(trial), value,
                         {path: get_path(config, path) for path in self.param_paths}, config)
+
+    def curve_of(self, trial: Any) -> list[tuple[int, float]]:
+        """The trial's (epoch, metric) so far: what it recorded before this run (``experiment_dir``), what it
+        reported in this run, and its last result."""
+        points = self._curves.get(trial.trial_id)
+        if points is None:
+            points = self._curves[trial.trial_id] = dict(self._recorded_curve(trial.trial_id))
+        value = _metric(trial, self.metric)
+        if value is not None and self.epochs_of(trial) > 0:
+            points[self.epochs_of(trial)] = value
+        return sorted(points.items())
+
+    def _recorded_curve(self, trial_id: str) -> list[tuple[int, float]]:
+        if self.experiment_dir is None:
+            return []
+        return read_curve(read_lines(Path(self.experiment_dir, trial_id, RESULT_FILE)), self.metric)
 
     def snapshot(self, trials: Sequence[Any]) -> Snapshot:
         rows = [self.row_of(trial) for trial in trials]
@@ -140,7 +170,7 @@ class SweepProgress(Callback):
 
     def _trial_ended(self, trials: list[Any], trial: Any, state: str) -> None:
         self._ended[trial.trial_id] = state
-        self._last_event = describe_end(self.row_of(trial), f"{self.epochs_of(trial)}/{self.max_epochs}", self.metric,
+        self._last_event = describe_end(self.row_of(trial), f"{self.epochs_of(trial)}/{self.max_epochs}", self.label,
                                         getattr(trial, "error_file", None))
         snapshot = self.snapshot(trials)
         new_best = snapshot.best is not None and snapshot.best.trial_id != self._best_id
@@ -159,7 +189,7 @@ class SweepProgress(Callback):
 
     def _draw(self, snapshot: Snapshot) -> None:
         width = shutil.get_terminal_size().columns - 1  # a line that wraps would break the redraw
-        lines = [line[:width] for line in format_table(snapshot, self.metric, self._last_event)]
+        lines = [line[:width] for line in format_table(snapshot, self.label, self._last_event)]
         self._last_draw = self.clock()
         if lines == self._shown:
             return
@@ -169,9 +199,11 @@ class SweepProgress(Callback):
 
 
 def build_progress(space: SearchSpace, epoch_key: str) -> SweepProgress:
-    """The progress display of ``space``'s sweep: its metric, trials, epochs and varied hyperparameters."""
+    """The progress display of ``space``'s sweep: its metric and score, trials, epochs and varied hyperparameters,
+    and its experiment directory (where its trials record their results) once it has a name."""
     s = space.settings
-    return SweepProgress(s.metric, s.mode, space.num_trials, space.max_epochs, varied_paths(space.config), epoch_key)
+    return SweepProgress(s.metric, s.mode, space.num_trials, space.max_epochs, varied_paths(space.config), epoch_key,
+                         score=s.score, experiment_dir=str(experiment_dir(space)) if s.name else None)
 
 
 # Ray's log records that the progress display and the command say better: trial errors (the first record

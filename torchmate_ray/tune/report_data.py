@@ -19,7 +19,7 @@ from ray.tune.search.sample import Categorical, Domain, Float, Integer, LogUnifo
 from torchmate_ray.tune.choices import SCHEDULERS, list_milestones, read_choice
 from torchmate_ray.tune.domains import find_domains, varied_paths
 from torchmate_ray.tune.experiment import load_experiment_space
-from torchmate_ray.tune.rows import TrialRow, best_trial, count_statuses, format_value, rank_trials
+from torchmate_ray.tune.rows import TrialRow, best_trial, count_statuses, format_value, rank_trials, score_label
 from torchmate_ray.tune.space import SearchSpace
 from torchmate_ray.tune.trial_files import read_experiment_trials, read_json
 
@@ -96,6 +96,11 @@ class ReportData:
         return self.space.settings.metric
 
     @property
+    def score_label(self) -> str:
+        """What a trial's value is (``rows.score_label``): ``val/accuracy``, ``val/accuracy (best epoch)``, ..."""
+        return score_label(self.metric, self.space.settings.score)
+
+    @property
     def best(self) -> TrialRow | None:
         return best_trial(self.trials, self.space.settings.mode)
 
@@ -117,7 +122,7 @@ class ReportData:
     def parallel_coordinates(self) -> ParallelCoordinates:
         """The hyperparameters and the metric as parallel axes."""
         scored = [t for t in self.trials if t.value is not None]
-        metric_axis = ParamAxis(self.metric, "linear")
+        metric_axis = ParamAxis(self.score_label, "linear")
         axes = [*self.params, metric_axis]
         scaled, ticks = [], []
         for axis in axes:

@@ -83,7 +83,7 @@ def summary_rows(data: ReportData) -> list[tuple[str, str]]:
     """The trials by status, the best trial and its hyperparameters."""
     best = data.best
     rows = [("trials", _counts(data)),
-            ("best trial", f"{best.trial_id}: {data.metric} = {best.value:.4f} after {best.epochs} epochs"
+            ("best trial", f"{best.trial_id}: {data.score_label} = {best.value:.4f} after {best.epochs} epochs"
              if best else "none yet (no trial has reported the metric)")]
     if best:
         rows += [(f"best {axis.path}", _short(best.params.get(axis.path))) for axis in data.params]
@@ -114,7 +114,7 @@ class Leaderboard:
 
 def build_leaderboard(data: ReportData) -> Leaderboard:
     """Every trial, best first: rank, status, epochs, metric, hyperparameters, seconds, node."""
-    header = ["#", "trial", "status", "epochs", data.metric, *(p.path for p in data.params), "seconds", "node"]
+    header = ["#", "trial", "status", "epochs", data.score_label, *(p.path for p in data.params), "seconds", "node"]
     best = data.best
     rows = [[f"{rank}", trial.trial_id, trial.status, f"{trial.epochs}",
              "-" if trial.value is None else f"{trial.value:.4f}",

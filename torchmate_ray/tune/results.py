@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from torchmate_ray.lightning.files import module_name
 from torchmate_ray.tune.domains import varied_paths
-from torchmate_ray.tune.rows import ENDED, TrialRow, best_trial, count_statuses, format_value
+from torchmate_ray.tune.rows import ENDED, TrialRow, best_trial, count_statuses, format_value, score_label
 
 if TYPE_CHECKING:
     from torchmate_ray.tune.space import SearchSpace
@@ -30,7 +30,7 @@ def write_results(rows: list[TrialRow], space: SearchSpace, directory: Path, wal
     counts = {**dict.fromkeys(ENDED, 0), **count_statuses(rows)}  # the ended ones always, others where there are
     summary = {
         "state": "interrupted" if interrupted_by else "ended", "interrupted_by": interrupted_by,
-        "metric": space.settings.metric, "mode": space.settings.mode,
+        "metric": space.settings.metric, "mode": space.settings.mode, "score": space.settings.score,
         "best_trial": best.trial_id if best else None, "best_value": best.value if best else None,
         "best_params": _plain(best.params) if best else None,
         "trials": counts, "num_trials": len(rows),
@@ -61,7 +61,8 @@ def write_leaderboard_csv(rows: list[TrialRow], space: SearchSpace, path: Path) 
     paths = varied_paths(space.config)
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["rank", "trial_id", "status", "epochs", space.settings.metric, *paths, "node"])
+        value = score_label(space.settings.metric, space.settings.score)
+        writer.writerow(["rank", "trial_id", "status", "epochs", value, *paths, "node"])
         for rank, row in enumerate(rows, start=1):
             writer.writerow([rank, row.trial_id, row.status, row.epochs, "" if row.value is None else row.value,
                              *(format_value(row.params[p]) for p in paths), row.node])
@@ -70,7 +71,7 @@ def write_leaderboard_csv(rows: list[TrialRow], space: SearchSpace, path: Path) 
 def format_leaderboard(rows: list[TrialRow], space: SearchSpace, top: int = 10) -> str:
     """The top trials as a fixed-width table: metric, epochs run, the hyperparameters that varied."""
     paths = varied_paths(space.config)
-    header = ["#", "trial", "status", "epochs", space.settings.metric, *paths]
+    header = ["#", "trial", "status", "epochs", score_label(space.settings.metric, space.settings.score), *paths]
     lines = [[str(rank), r.trial_id, r.status, str(r.epochs), "-" if r.value is None else f"{r.value:.4f}",
               *(format_value(r.params[p]) for p in paths)] for rank, r in enumerate(rows[:top], start=1)]
     widths = [max(len(cell) for cell in column) for column in zip(header, *lines)]

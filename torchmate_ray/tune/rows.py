@@ -5,6 +5,7 @@ which one is the best. The live progress display (from Tune's trials), the resul
     ended_status(epochs=3, max_epochs=9)                # "stopped": it ended before max_epochs (ASHA cut it)
     live_status("RUNNING", epochs=2, max_epochs=9)      # "running"
     best_trial(rows, "max")                             # the best row, or None
+    score_curve([(1, 0.5), (2, 0.9), (3, 0.7)], "best", "max")   # 0.9: a trial's one value (sweep.score)
 
 Plain values in, plain values out: no Ray, no file.
 """
@@ -12,7 +13,7 @@ Plain values in, plain values out: no Ray, no file.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +27,7 @@ class TrialRow:
     trial_id: str
     status: str            # finished | stopped | errored (interrupted | running | pending | incomplete: not ended)
     epochs: int
-    value: float | None    # the sweep metric at the trial's last epoch
+    value: float | None    # the trial's score: its curve of the sweep metric by sweep.score (score_curve)
     params: dict[str, Any]  # varied key path -> the trial's value
     config: dict[str, Any] = field(default_factory=dict, repr=False)
     curve: list[tuple[int, float]] = field(default_factory=list, repr=False)
@@ -75,9 +76,59 @@ def count_statuses(rows: Iterable[TrialRow]) -> dict[str, int]:
     return counts
 
 
+# --- score: a trial's one value ------------------------------------------------------------------
+# sweep.score, and Ray Tune's scope (Result/ExperimentAnalysis.get_best_trial) for the same rule: "last" is
+# Ray's "last"; "best" is Ray's "all" (each trial's min or max by the mode); "last-k" is Ray's "last-5-avg" and
+# "last-10-avg" for any k. Ray's "avg" (the mean of every epoch) has no counterpart. Ray counts reports; we
+# count epochs: an epoch a resumed trial reported again counts once (its newest value).
+SCORE_RULES = ("last", "best", "last-<k>")
+RAY_SCOPES = {"all": "best", "last": "last", "last-5-avg": "last-5", "last-10-avg": "last-10"}
+
+
+@dataclass(frozen=True)
+class Score:
+    """``sweep.score`` read: ``last`` (the last epoch's value), ``best`` (the best epoch's by the sweep's
+    mode) or ``last-k`` (the mean of the last ``k`` epochs', or of all when the trial ran fewer)."""
+
+    kind: str  # "last" | "best" | "last-k"
+    k: int = 1
+
+
+def parse_score(text: Any) -> Score | None:
+    """``"best"`` -> Score("best"), ``"last-3"`` -> Score("last-k", 3); None where ``text`` is no score."""
+    if text in ("last", "best"):
+        return Score(text)
+    match = re.fullmatch(r"last-([1-9][0-9]*)", text) if isinstance(text, str) else None
+    return Score("last-k", int(match.group(1))) if match else None
+
+
+def score_curve(curve: Sequence[tuple[int, float]], score: str, mode: str) -> float | None:
+    """A trial's value from its curve (``(epoch, metric)`` in epoch order) by ``score`` (:class:`Score`);
+    None for an empty curve."""
+    rule = parse_score(score)
+    if rule is None:
+        raise ValueError(f"unknown score {score!r}; use one of {', '.join(SCORE_RULES)}")
+    values = [value for _, value in curve]
+    if not values:
+        return None
+    if rule.kind == "best":
+        return max(values) if mode == "max" else min(values)
+    tail = values[-rule.k:]
+    return sum(tail) / len(tail)
+
+
+def score_label(metric: str, score: str) -> str:
+    """What a trial's value is called where it is shown: ``val/accuracy`` (``last``), ``val/accuracy (best
+    epoch)``, ``val/accuracy (mean of last 3)``."""
+    rule = parse_score(score)
+    if rule is None or rule.kind == "last":
+        return metric
+    return f"{metric} (best epoch)" if rule.kind == "best" else f"{metric} (mean of last {rule.k})"
+
+
 # --- rank and best ------------------------------------------------------------------------------
 def rank_key(value: float | None, trial_id: str, mode: str) -> tuple[bool, float, str]:
-    """Where a trial ranks, best first: by its final metric (``mode`` "max": the highest first), a tie to
+    """Where a trial ranks, best first: by its score (``mode`` "max": the highest first), a tie to
     the smaller trial id, a trial without a value last."""
     sign = -1 if mode == "max" else 1
     return (value is None, sign * value if value is not None else 0.0, trial_id)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import difflib
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +25,8 @@ from torchmate_ray.lightning.files import apply_overrides, load_python_file
 from torchmate_ray.tune.choices import (DEFAULT_SCHEDULER, DEFAULT_SEARCHER, SCHEDULERS, SEARCHERS, describe_choice,
                                         read_choice)
 from torchmate_ray.tune.domains import FoundDomain, find_domains
+from torchmate_ray.tune.monitors import check_monitors
+from torchmate_ray.tune.rows import RAY_SCOPES, parse_score
 
 MODES = ("min", "max")
 RESOURCE_KEYS = ("workers", "cpus_per_worker", "gpus_per_worker")
@@ -40,6 +41,8 @@ class SweepSettings:
     num_samples: int = 10
     scheduler: Any = DEFAULT_SCHEDULER    # a name from choices.SCHEDULERS, or {"name": ..., "cfg": {...}}
     search_alg: Any = DEFAULT_SEARCHER    # a name from choices.SEARCHERS, or {"name": ..., "cfg": {...}}
+    score: str = "last"                   # a trial's one value: last | best | last-<k> (rows.score_curve)
+    seed: int | None = None               # the searcher's random state: which configs are drawn (not training's)
     # gpus_per_worker None: a share of a GPU per one-worker trial where the cluster has GPUs (resources.py)
     resources: dict[str, Any] = field(default_factory=lambda: {"workers": 1, "cpus_per_worker": 1,
                                                                "gpus_per_worker": None})
@@ -135,7 +138,8 @@ def _check_settings(s: SweepSettings) -> None:
     if s.mode not in MODES:
         raise ConfigError("sweep.mode", f"expected 'min' or 'max', got {describe(s.mode)}; use --mode min|max")
     read_choice(SCHEDULERS, s.scheduler, "sweep.scheduler")
-    read_choice(SEARCHERS, s.search_alg, "sweep.search_alg")
+    _check_seed(s)
+    _check_score(s.score)
     if s.checkpoints_to_keep is not None and (not _is_int(s.checkpoints_to_keep) or s.checkpoints_to_keep < 1):
         raise ConfigError("sweep.checkpoints_to_keep", f"expected an int >= 1 or None (all), got "
                           f"{describe(s.checkpoints_to_keep)}; fix it")
@@ -160,6 +164,24 @@ def _check_settings(s: SweepSettings) -> None:
                           f"bucket (s3://, gs://) as a shared directory and give its path")
     if not isinstance(s.metric, str) or not s.metric:
         raise ConfigError("sweep.metric", f"expected a logged metric name, got {describe(s.metric)}; use e.g. 'val/loss'")
+
+
+def _check_score(score: Any) -> None:
+    if parse_score(score) is None:
+        ray_name = f"; Ray Tune's scope '{score}' is '{RAY_SCOPES[score]}' here" if score in RAY_SCOPES else ""
+        raise ConfigError("sweep.score", f"expected 'last', 'best' or 'last-<k>' (the mean of the last k epochs, e.g. "
+                          f"'last-3'), got {describe(score)}{ray_name or '; use one of those'}")
+
+
+def _check_seed(s: SweepSettings) -> None:
+    _, searcher, cfg = read_choice(SEARCHERS, s.search_alg, "sweep.search_alg")
+    if s.seed is None:
+        return
+    if not _is_int(s.seed) or not 0 <= s.seed < 2**32:
+        raise ConfigError("sweep.seed", f"expected an int from 0 to 2**32 - 1, got {describe(s.seed)}; use e.g. --seed 7")
+    if searcher.seed_arg in cfg and cfg[searcher.seed_arg] != s.seed:
+        raise ConfigError("sweep.seed", f"{s.seed} and sweep.search_alg.cfg.{searcher.seed_arg} = "
+                          f"{cfg[searcher.seed_arg]!r} both seed the search; keep one of them")
 
 
 def _is_int(value: Any) -> bool:
@@ -229,7 +251,8 @@ def _pick_options(cfg: Any, k: int) -> Any:
 
 def validate_space(space: SearchSpace) -> list[dict[str, Any]]:
     """Build every sampled config (names, signatures, data module, learner, trainer) without training,
-    and check that the sweep's metric is one the learner logs. Returns the sampled configs.
+    and check that every metric the config names (the sweep's, early stopping's, ...) is one the learner logs
+    (``monitors.check_monitors``). Returns the sampled configs.
     """
     space.max_epochs  # a fixed epoch budget is required
     samples = sample_configs(space.config)
@@ -238,7 +261,7 @@ def validate_space(space: SearchSpace) -> list[dict[str, Any]]:
             check_config(sample)
             model, _ = configure_model_data(sample)
             configure_trainer(sample, logger=False, enable_checkpointing=False, enable_progress_bar=False)
-            check_metric(space.settings.metric, model)
+            check_monitors(sample, space.settings.metric, model)
     return samples
 
 
@@ -256,17 +279,6 @@ def quiet_lightning() -> Iterator[None]:
             logger.setLevel(level)
 
 
-def check_metric(metric: str, model: Any) -> None:
-    """Refuse a sweep metric the learner does not log (ray#14159: trials would fail at their first report)."""
-    logged = model.logged_metrics() if hasattr(model, "logged_metrics") else None
-    if logged is None or metric in logged:
-        return
-    close = difflib.get_close_matches(metric, sorted(logged), n=1, cutoff=0.5)
-    hint = f"did you mean '{close[0]}'?" if close else f"use one of {', '.join(sorted(logged))}"
-    raise ConfigError("sweep.metric", f"'{metric}' is not logged by {type(model).__name__} (it logs "
-                      f"{', '.join(sorted(logged))}); {hint}")
-
-
 def describe_space(space: SearchSpace, plan_lines: Sequence[str]) -> str:
     """What ``--dry-run`` prints: the domains by key path, the sweep settings and the resource plan."""
     domains = space.domains
@@ -275,7 +287,7 @@ def describe_space(space: SearchSpace, plan_lines: Sequence[str]) -> str:
     lines += [f"  {found.path:<{width}}  {describe_domain(found.domain)}" for found in domains] or ["  (none)"]
     lines.append("sweep:")
     chosen = {"scheduler": describe_choice(SCHEDULERS, space.settings.scheduler, {"max_t": space.max_epochs}),
-              "search_alg": describe_choice(SEARCHERS, space.settings.search_alg, {})}
+              "search_alg": describe_choice(SEARCHERS, space.settings.search_alg, {"seed": space.settings.seed})}
     lines += [f"  {key}: {chosen.get(key, value)}" for key, value in dataclasses.asdict(space.settings).items()]
     lines.append(f"  max_epochs: {space.max_epochs}")
     lines.append("resources:")

@@ -219,7 +219,8 @@ def build_searcher(space: SearchSpace, max_concurrent: int | None = None) -> Any
     _, choice, cfg = read_choice(SEARCHERS, space.settings.search_alg, "sweep.search_alg")
     if choice.check is not None:
         choice.check(space.config)
-    arguments = choice.arguments(cfg, {"max_concurrent": max_concurrent or 0}, space.config)
+    arguments = choice.arguments(cfg, {"max_concurrent": max_concurrent or 0, "seed": space.settings.seed},
+                                 space.config)
     return call_checked(choice.load(), (), arguments, "sweep.search_alg.cfg")
 
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from torchmate_ray.tune.domains import varied_paths
 from torchmate_ray.tune.record import EPOCHS, RESULT_FILE, code_errors, read_lines
-from torchmate_ray.tune.rows import TrialRow, get_path, trial_status
+from torchmate_ray.tune.rows import TrialRow, get_path, score_curve, trial_status
 
 if TYPE_CHECKING:
     from torchmate_ray.tune.space import SearchSpace
@@ -78,7 +78,7 @@ def read_trial(trial_dir: Path, trial_id: str, lines: list[dict[str, Any]], spac
     config = read_json(trial_dir / "params.json") or (lines[-1].get("config") if lines else None) or {}
     curve = read_curve(lines, space.settings.metric)
     return TrialRow(trial_id=trial_id, status="", epochs=max((_epochs(line) for line in lines), default=0),
-                    value=curve[-1][1] if curve else None, params={path: get_path(config, path) for path in varied},
+                    value=score_curve(curve, space.settings.score, space.settings.mode), params={path: get_path(config, path) for path in varied},
                     config=config, curve=curve, node=str(lines[-1].get("node_ip", "")) if lines else "",
                     error=read_error(trial_dir))
 
