@@ -3,7 +3,7 @@
 ``--tracker`` (or ``sweep.tracker``) names one entry of :data:`TRACKERS`. Ray Tune writes TensorBoard event
 files in every trial's directory whatever the choice (``tensorboard``, the default, adds nothing to that);
 ``mlflow`` and ``wandb`` add Ray's ``MLflowLoggerCallback`` / ``WandbLoggerCallback``, which log each trial's
-config once and every reported epoch (step = Tune's ``training_iteration``, one report per epoch).
+config once (as params) and every reported epoch (step = Tune's ``training_iteration``, one report per epoch).
 Credentials come from the environment only (``MLFLOW_TRACKING_URI``, ``WANDB_API_KEY``, ``WANDB_MODE``...).
 
 The command line reads this table before anything heavy is imported: this module imports neither Ray nor a
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 WANDB_DEFAULT_PROJECT = "torchmate-tune"  # when WANDB_PROJECT is not set
-MLFLOW_STORE = "mlflow.db"  # the default MLflow store, in the experiment directory
+MLFLOW_STORE = "mlruns"  # the default MLflow store (file:), in the experiment directory
 
 
 @dataclass(frozen=True)
@@ -60,9 +60,14 @@ def check_tracker(name: Any, key_path: str) -> None:
 
 
 def mlflow_tracking_uri(experiment_dir: Path) -> str:
-    """``MLFLOW_TRACKING_URI``, or an SQLite store in the experiment directory (MLflow 3 refuses its ``file:``
-    store unless ``MLFLOW_ALLOW_FILE_STORE=true``; a ``file:`` URI given in the environment works with it)."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{experiment_dir / MLFLOW_STORE}"
+    """``MLFLOW_TRACKING_URI``, or a ``file:`` store in the experiment directory. MLflow 3 serves its file store
+    only with ``MLFLOW_ALLOW_FILE_STORE=true`` (set here for this default; ``mlflow ui`` needs it too): an epoch of
+    a trial logs in 0.04 s there against 0.33 s in an SQLite store (2 CPUs), on the driver, between results."""
+    given = os.environ.get("MLFLOW_TRACKING_URI")
+    if given:
+        return given
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    return (experiment_dir / MLFLOW_STORE).as_uri()
 
 
 def build_tracker_callbacks(name: str, experiment_dir: Path, key_path: str = "sweep.tracker") -> list[Any]:
@@ -71,10 +76,9 @@ def build_tracker_callbacks(name: str, experiment_dir: Path, key_path: str = "sw
     package, or W&B without credentials (no ``WANDB_API_KEY``, no login, not ``WANDB_MODE=offline``)."""
     check_tracker(name, key_path)
     if name == "mlflow":
-        from ray.air.integrations.mlflow import MLflowLoggerCallback
+        from torchmate_ray.tune.mlflow_runs import MLflowTrialRuns
 
-        return [MLflowLoggerCallback(tracking_uri=mlflow_tracking_uri(experiment_dir),
-                                     experiment_name=experiment_dir.name)]
+        return [MLflowTrialRuns(tracking_uri=mlflow_tracking_uri(experiment_dir), experiment_name=experiment_dir.name)]
     if name == "wandb":
         return [build_wandb_callback(experiment_dir, key_path)]
     return []
