@@ -102,7 +102,7 @@ def build_tune_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tracker", choices=list(TRACKERS), help=(
         f"one tracker run per trial, grouped by the sweep's name (default: sweep['tracker'] or {DEFAULT_TRACKER}: "
         "Ray's event files in each trial's directory, written whatever the choice). mlflow: experiment = the sweep's "
-        f"name, at MLFLOW_TRACKING_URI or else sqlite:///EXPERIMENT_DIR/{MLFLOW_STORE}; wandb: group = the sweep's "
+        f"name, at MLFLOW_TRACKING_URI or else file:EXPERIMENT_DIR/{MLFLOW_STORE}; wandb: group = the sweep's "
         f"name, project WANDB_PROJECT or {WANDB_DEFAULT_PROJECT}, WANDB_API_KEY or WANDB_MODE=offline (runs under "
         "WANDB_DIR or EXPERIMENT_DIR/wandb). Credentials come from the environment only; pip install "
         "'torchmate_ray[trackers]' installs both"))
