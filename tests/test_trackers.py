@@ -35,11 +35,11 @@ def installed(package: str) -> Any:
 
 @pytest.fixture
 def clean_env(monkeypatch, tmp_path):
-    """No tracker settings or credentials from the machine: HOME (W&B's login, ~/.netrc) is a temporary directory."""
+    """No tracker settings or credentials from the machine (W&B's login: its settings and ~/.netrc)."""
     for key in TRACKER_ENV:
         monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "home" / "wandb"))
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-settings"))
 
 
 def space_file(tmp_path: Path, sweep: dict[str, Any] | None = None) -> Path:
