@@ -9,11 +9,12 @@ PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
 setup: $(STAMP)
 
+# The trackers extra (mlflow-skinny, wandb) is installed for the tests that read real MLflow and W&B offline runs.
 # torch comes first, pinned: these wheels are on this machine's disk; an unpinned torch would pull CUDA builds.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) torch==2.14.1 torchvision==0.29.1 2>&1 | grep -v "^WARNING: Location" || true
-	$(PIP) -e '.[test]' 2>&1 | grep -v "^WARNING: Location" || true
+	$(PIP) -e '.[test,trackers]' 2>&1 | grep -v "^WARNING: Location" || true
 	$(PY) -c "import torchmate_ray.lightning, ray"
 	touch $(STAMP)
 

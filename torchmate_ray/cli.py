@@ -21,6 +21,8 @@ from pathlib import Path  # noqa: E402
 from typing import TYPE_CHECKING, Sequence  # noqa: E402
 
 from torchmate_ray.tune.choices import SCHEDULERS, SEARCHERS  # noqa: E402  (names only: imports nothing heavy)
+from torchmate_ray.tune.trackers import (DEFAULT_TRACKER, MLFLOW_STORE, TRACKERS,  # noqa: E402  (names only too)
+                                         WANDB_DEFAULT_PROJECT)
 
 if TYPE_CHECKING:
     from torchmate_ray.tune.experiment import Invocation
@@ -99,6 +101,13 @@ def build_tune_parser() -> argparse.ArgumentParser:
                         "EXPERIMENT_DIR): finished trials are kept, interrupted ones go on from their checkpoint")
     parser.add_argument("--retry-errored", action="store_true", help="with --resume: also continue errored trials")
     parser.add_argument("--dry-run", action="store_true", help="print domains, settings and the resource plan; run nothing")
+    parser.add_argument("--tracker", choices=list(TRACKERS), help=(
+        f"one tracker run per trial, grouped by the sweep's name (default: sweep['tracker'] or {DEFAULT_TRACKER}: "
+        "Ray's event files in each trial's directory, written whatever the choice). mlflow: experiment = the sweep's "
+        f"name, at MLFLOW_TRACKING_URI or else file:EXPERIMENT_DIR/{MLFLOW_STORE}; wandb: group = the sweep's "
+        f"name, project WANDB_PROJECT or {WANDB_DEFAULT_PROJECT}, WANDB_API_KEY or WANDB_MODE=offline (runs under "
+        "WANDB_DIR or EXPERIMENT_DIR/wandb). Credentials come from the environment only; pip install "
+        "'torchmate_ray[trackers]' installs both"))
     parser.add_argument("--verbose", action="store_true", help="Ray Tune's own progress output instead of the compact "
                         "table (a terminal) or one line per ended trial (a log)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
@@ -119,6 +128,15 @@ def tune_main(argv: Sequence[str] | None = None, started_at: float | None = None
     if argv[:1] == ["report"]:
         return report_main(argv[1:])
     args = build_tune_parser().parse_args(argv)
+    if args.tracker:  # a missing package is refused before Ray starts
+        from torchmate_ray.lightning.errors import ConfigError
+        from torchmate_ray.tune.trackers import check_tracker
+
+        try:
+            check_tracker(args.tracker, "--tracker")
+        except ConfigError as err:
+            print(f"torchmate-tune: error: {err}", file=sys.stderr)
+            return EXIT_BAD_INPUT
     early_ray = start_local_ray(args)
     try:
         return run_tune(args, early_ray, started_at)
@@ -186,7 +204,8 @@ def given_invocation(args: argparse.Namespace) -> Invocation:
     return Invocation(
         space_file=args.space_file, overrides=args.overrides, max_epochs=args.max_epochs,
         settings={key: getattr(args, key) for key in ("num_samples", "metric", "mode", "scheduler", "search_alg",
-                                                      "seed", "max_concurrent", "name", "storage_path", "address")
+                                                      "seed", "max_concurrent", "name", "storage_path", "address",
+                                                      "tracker")
                   if getattr(args, key) is not None},
         resources={key: getattr(args, key) for key in ("workers", "cpus_per_worker", "gpus_per_worker")
                    if getattr(args, key) is not None})

@@ -27,6 +27,7 @@ from torchmate_ray.tune.choices import (DEFAULT_SCHEDULER, DEFAULT_SEARCHER, SCH
 from torchmate_ray.tune.domains import FoundDomain, find_domains
 from torchmate_ray.tune.monitors import check_monitors
 from torchmate_ray.tune.rows import RAY_SCOPES, parse_score
+from torchmate_ray.tune.trackers import DEFAULT_TRACKER, read_tracker
 
 MODES = ("min", "max")
 RESOURCE_KEYS = ("workers", "cpus_per_worker", "gpus_per_worker")
@@ -53,6 +54,7 @@ class SweepSettings:
     max_process_failures: int = 2      # restarts of a trial whose process or node died (OOM killer, preemption)
     checkpoints_to_keep: int | None = None  # None: all (see sweep.build_run_config)
     address: str | None = None         # command line only (--address)
+    tracker: str = DEFAULT_TRACKER     # a name from trackers.TRACKERS: one tracker run per trial
 
 
 @dataclass
@@ -140,6 +142,7 @@ def _check_settings(s: SweepSettings) -> None:
     read_choice(SCHEDULERS, s.scheduler, "sweep.scheduler")
     _check_seed(s)
     _check_score(s.score)
+    read_tracker(s.tracker, "sweep.tracker")  # its package is checked when the sweep starts (trackers.py)
     if s.checkpoints_to_keep is not None and (not _is_int(s.checkpoints_to_keep) or s.checkpoints_to_keep < 1):
         raise ConfigError("sweep.checkpoints_to_keep", f"expected an int >= 1 or None (all), got "
                           f"{describe(s.checkpoints_to_keep)}; fix it")

@@ -29,6 +29,7 @@ from torchmate_ray.tune.progress import SweepProgress, build_progress, quiet_ray
 from torchmate_ray.tune.record import CODE_ERRORS, EPOCHS, FailureBudget, ResultRecord
 from torchmate_ray.tune.resources import ResourcePlan, cluster_nodes, local_nodes, plan_resources
 from torchmate_ray.tune.space import SearchSpace, sample_configs
+from torchmate_ray.tune.trackers import build_tracker_callbacks
 from torchmate_ray.tune.trial import train_trial
 from torchmate_ray.tune.trial_setup import TrialLayout
 
@@ -195,10 +196,12 @@ def build_tune_config(space: SearchSpace, plan: ResourcePlan) -> TuneConfig:
 def build_run_config(space: SearchSpace, path: Path, verbose: bool = False) -> RunConfig:
     """Tune's run config. Checkpoints are all kept by default: Tune deletes old ones as new ones come, and
     a driver killed before its next state snapshot then resumes trials from a checkpoint that no longer
-    exists ("Could not recover from checkpoint", seen with 1 and with 2 kept)."""
+    exists ("Could not recover from checkpoint", seen with 1 and with 2 kept). Refuses a tracker
+    (``sweep.tracker``) whose package or credentials are missing."""
     s = space.settings
     return RunConfig(name=path.name, storage_path=str(path.parent), verbose=1 if verbose else 0,
                      callbacks=[ResultRecord(str(path)), FailureBudget(str(path), s.max_failures),
+                                *build_tracker_callbacks(s.tracker, path),
                                 *([] if verbose else [build_progress(space, TIME_ATTR)])],
                      checkpoint_config=CheckpointConfig(num_to_keep=s.checkpoints_to_keep),
                      # Tune counts every failure alike: FailureBudget ends a trial whose own code raised once
