@@ -315,10 +315,12 @@ def saved_experiment(tmp_path: Path, form: str) -> tuple[Path, list[str]]:
     ("directory", ["--scheduler", "fifo"], "--scheduler: the experiment in {exp} ran with 'asha'"),
     ("file", ["--num-samples", "12"], "--num-samples: the experiment in {exp} ran with 6"),
     ("file", ["--workers-per-trial", "2"], "--workers-per-trial: the experiment in {exp} ran with 1"),
+    ("directory", ["--tracker", "mlflow"], "--tracker: the experiment in {exp} ran with 'tensorboard'"),
     ("directory", ["--num-samples", "6", "--max-epochs", "2"], None),  # what it ran with: not a contradiction
     ("file", [], None),
 ], ids=["directory-other-samples", "directory-other-epochs", "directory-other-scheduler", "file-its-own-samples",
-        "file-other-workers", "directory-the-same-flags", "file-no-flags"])
+        "file-other-workers", "directory-other-tracker",
+        "directory-the-same-flags", "file-no-flags"])
 def test_a_resume_that_contradicts_how_the_sweep_started_is_refused(tmp_path, capsys, form, flags, refused):
     """The saved invocation is what a resume runs; flags that say otherwise are one line, exit 2, nothing run.
     (The experiment here has its saved invocation but no Tune state: a resume that gets past the check is
