@@ -1,5 +1,6 @@
 """A trial's checkpoints: written off the training thread, each whole, with the record of their epochs beside them;
-and the one a restarted trial continues from.
+which of them stay (:class:`KeepRule`: the newest and the best k by the sweep's metric); and the one a restarted
+trial continues from.
 
 A checkpoint is ``<trial dir>/checkpoint_<epochs>/trainer.ckpt`` (Lightning's) with a ``progress.json`` (its epochs
 and the metrics reported with it) beside it, each written by an atomic rename.
@@ -8,9 +9,12 @@ and the metrics reported with it) beside it, each written by an atomic rename.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +23,7 @@ from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.fabric.utilities.apply_func import apply_to_collection
 
 from torchmate_ray.tune.record import EPOCHS
+from torchmate_ray.tune.rows import rank_key
 
 if TYPE_CHECKING:
     from ray import tune
@@ -27,14 +32,39 @@ CHECKPOINT_FILE = "trainer.ckpt"
 PROGRESS_FILE = "progress.json"  # beside each checkpoint: its epochs and the metrics reported with it
 
 
+@dataclass(frozen=True)
+class KeepRule:
+    """Which of a trial's checkpoints stay on disk: the newest complete one (a restarted trial continues from
+    it) and the ``best`` best by ``metric`` (``mode``), a tie to the earlier epoch; ``best`` None: all of them.
+    (Multi-worker trials: the same rule as Ray Train's CheckpointConfig, distributed.py.)"""
+
+    metric: str
+    mode: str = "max"
+    best: int | None = 1
+
+    def kept(self, records: Mapping[Path, Mapping[str, Any]]) -> set[Path]:
+        """The checkpoint directories to keep, of ``records`` (directory -> its ``progress.json``)."""
+        if self.best is None:
+            return set(records)
+        ranked = sorted(records, key=lambda d: rank_key(self.score(records[d]), f"{records[d][EPOCHS]:09d}", self.mode))
+        newest = max(records, key=lambda d: records[d][EPOCHS], default=None)
+        scored = [d for d in ranked if self.score(records[d]) is not None]
+        return set(scored[:self.best]) | ({newest} if newest is not None else set())
+
+    def score(self, record: Mapping[str, Any]) -> float | None:
+        """The checkpoint's value of the metric; None where it has none (never among the best)."""
+        value = (record.get("metrics") or {}).get(self.metric)
+        return float(value) if isinstance(value, (int, float)) and not math.isnan(value) else None
+
+
 class BackgroundCheckpointIO(TorchCheckpointIO):
     """Lightning's checkpoint writer, off the training thread: the state is copied where it lies (on the
     GPU, a device-to-device copy) and one background thread writes it, then the ``progress.json`` beside it
-    (the ``storage_options`` of ``trainer.save_checkpoint``), each by an atomic rename, then removes all
-    but the newest ``keep`` checkpoints. The end of the fit (``teardown``) waits for the writes, and a
-    failed write fails the trial there or at the next epoch's checkpoint."""
+    (the ``storage_options`` of ``trainer.save_checkpoint``), each by an atomic rename, then removes the
+    checkpoints that ``keep`` does not keep (None: none removed). The end of the fit (``teardown``) waits for
+    the writes, and a failed write fails the trial there or at the next epoch's checkpoint."""
 
-    def __init__(self, keep: int | None = None):
+    def __init__(self, keep: KeepRule | None = None):
         self.keep = keep
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-writer")
         self._pending: list[Future] = []
@@ -56,18 +86,42 @@ class BackgroundCheckpointIO(TorchCheckpointIO):
             future.result()
 
 
-def write_checkpoint(checkpoint: dict[str, Any], path: Path, record: dict[str, Any] | None, keep: int | None) -> None:
+def write_checkpoint(checkpoint: dict[str, Any], path: Path, record: dict[str, Any] | None,
+                     keep: KeepRule | None) -> None:
     """Write ``checkpoint`` to ``path`` and ``record`` to the ``progress.json`` beside it, each whole or not at
-    all; then keep only the newest ``keep`` checkpoint directories beside this one (all with None)."""
+    all; then remove the checkpoint directories beside this one that ``keep`` does not keep (none with None)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     torch.save(checkpoint, partial)
     os.replace(partial, path)
-    if record is not None:
+    if record is not None:  # a trial's epoch checkpoint (not one that a callback of the config's own saves)
         write_json(path.parent / PROGRESS_FILE, record)
-    if keep:
-        for old in sorted(path.parent.parent.glob("checkpoint_*"))[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
+        if keep is not None:
+            prune_checkpoints(path.parent.parent, keep)
+
+
+def prune_checkpoints(trial_dir: Path, keep: KeepRule) -> None:
+    """Remove the trial's checkpoint directories that ``keep`` does not keep, and those a kill left without
+    their ``progress.json`` (this thread is the trial's only writer: none is being written now)."""
+    if keep.best is None:
+        return
+    kept = keep.kept(read_checkpoint_records(trial_dir))
+    for directory in trial_dir.glob("checkpoint_*"):
+        if directory not in kept:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def read_checkpoint_records(trial_dir: Path) -> dict[Path, dict[str, Any]]:
+    """Checkpoint directory -> its ``progress.json`` (its epochs and metrics), for those that have a readable one."""
+    records = {}
+    for progress in trial_dir.glob(f"checkpoint_*/{PROGRESS_FILE}"):
+        try:
+            record = json.loads(progress.read_text())
+        except (OSError, ValueError):  # cut short by the kill
+            continue
+        if isinstance(record, dict) and isinstance(record.get(EPOCHS), int):
+            records[progress.parent] = record
+    return records
 
 
 def write_json(path: Path, value: Any) -> None:
@@ -86,13 +140,8 @@ def find_resume_checkpoint(given: tune.Checkpoint | None, trial_dir: Path) -> tu
     """
     if given is not None and Path(given.path).parent != trial_dir:
         return Path(given.path), {EPOCHS: 0, "metrics": {}}
-    candidates = []
-    for progress in trial_dir.glob(f"checkpoint_*/{PROGRESS_FILE}"):
-        try:
-            candidates.append((json.loads(progress.read_text()), progress.parent))
-        except (OSError, ValueError):  # cut short by the kill
-            continue
-    for record, directory in sorted(candidates, key=lambda c: c[0][EPOCHS], reverse=True):
+    records = read_checkpoint_records(trial_dir)
+    for directory, record in sorted(records.items(), key=lambda item: item[1][EPOCHS], reverse=True):
         if checkpoint_epochs(directory / CHECKPOINT_FILE) == record[EPOCHS]:
             return directory, record
     return None
