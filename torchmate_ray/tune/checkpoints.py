@@ -1,6 +1,6 @@
 """A trial's checkpoints: written off the training thread, each whole, with the record of their epochs beside them;
-which of them stay (:class:`KeepRule`: the newest and the best k by the sweep's metric); and the one a restarted
-trial continues from.
+which of them stay (``checkpoint_files.KeepRule``: the newest and the best k by the sweep's metric); and the one a
+restarted trial continues from.
 
 A checkpoint is ``<trial dir>/checkpoint_<epochs>/trainer.ckpt`` (Lightning's) with a ``progress.json`` (its epochs
 and the metrics reported with it) beside it, each written by an atomic rename.
@@ -9,12 +9,9 @@ and the metrics reported with it) beside it, each written by an atomic rename.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
-from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,40 +19,12 @@ import torch
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.fabric.utilities.apply_func import apply_to_collection
 
+from torchmate_ray.tune.checkpoint_files import (CHECKPOINT_FILE, PROGRESS_FILE, KeepRule,  # noqa: F401 (re-exported)
+                                                 read_checkpoint_records)
 from torchmate_ray.tune.record import EPOCHS
-from torchmate_ray.tune.rows import rank_key
 
 if TYPE_CHECKING:
     from ray import tune
-
-CHECKPOINT_FILE = "trainer.ckpt"
-PROGRESS_FILE = "progress.json"  # beside each checkpoint: its epochs and the metrics reported with it
-
-
-@dataclass(frozen=True)
-class KeepRule:
-    """Which of a trial's checkpoints stay on disk: the newest complete one (a restarted trial continues from
-    it) and the ``best`` best by ``metric`` (``mode``), a tie to the earlier epoch; ``best`` None: all of them.
-    (Multi-worker trials: the same rule as Ray Train's CheckpointConfig, distributed.py.)"""
-
-    metric: str
-    mode: str = "max"
-    best: int | None = 1
-
-    def kept(self, records: Mapping[Path, Mapping[str, Any]]) -> set[Path]:
-        """The checkpoint directories to keep, of ``records`` (directory -> its ``progress.json``)."""
-        if self.best is None:
-            return set(records)
-        ranked = sorted(records, key=lambda d: rank_key(self.score(records[d]), f"{records[d][EPOCHS]:09d}", self.mode))
-        newest = max(records, key=lambda d: records[d][EPOCHS], default=None)
-        scored = [d for d in ranked if self.score(records[d]) is not None]
-        return set(scored[:self.best]) | ({newest} if newest is not None else set())
-
-    def score(self, record: Mapping[str, Any]) -> float | None:
-        """The checkpoint's value of the metric; None where it has none (never among the best)."""
-        value = (record.get("metrics") or {}).get(self.metric)
-        return float(value) if isinstance(value, (int, float)) and not math.isnan(value) else None
-
 
 class BackgroundCheckpointIO(TorchCheckpointIO):
     """Lightning's checkpoint writer, off the training thread: the state is copied where it lies (on the
@@ -109,19 +78,6 @@ def prune_checkpoints(trial_dir: Path, keep: KeepRule) -> None:
     for directory in trial_dir.glob("checkpoint_*"):
         if directory not in kept:
             shutil.rmtree(directory, ignore_errors=True)
-
-
-def read_checkpoint_records(trial_dir: Path) -> dict[Path, dict[str, Any]]:
-    """Checkpoint directory -> its ``progress.json`` (its epochs and metrics), for those that have a readable one."""
-    records = {}
-    for progress in trial_dir.glob(f"checkpoint_*/{PROGRESS_FILE}"):
-        try:
-            record = json.loads(progress.read_text())
-        except (OSError, ValueError):  # cut short by the kill
-            continue
-        if isinstance(record, dict) and isinstance(record.get(EPOCHS), int):
-            records[progress.parent] = record
-    return records
 
 
 def write_json(path: Path, value: Any) -> None:
