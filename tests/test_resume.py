@@ -361,3 +361,58 @@ def test_an_accepted_sweep_keeps_its_invocation_with_its_name_and_planned_resour
     assert saved == Invocation(str(space_file), [], 2, {**given.settings, "name": space.settings.name},
                                {"workers": 1, "cpus_per_worker": 1, "gpus_per_worker": 0.25})
     assert saved.load_space().settings.resources["gpus_per_worker"] == 0.25
+
+
+RANK_ZERO_LOG = '''
+import time
+import lightning.pytorch as pl
+
+class RankZeroLog(pl.Callback):
+    """Rank 0 appends the epoch it starts to ``path``; every rank then waits ``pause`` seconds."""
+    def __init__(self, path, pause):
+        self.path, self.pause = path, pause
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.is_global_zero:
+            with open(self.path, "a") as handle:
+                handle.write(f"{trainer.current_epoch}\\n")
+        time.sleep(self.pause)
+'''
+
+
+@pytest.mark.slow
+def test_a_killed_driver_under_a_two_worker_trial_resumes_without_running_an_epoch_again(tmp_path):
+    """One trial of 2 DDP workers (Ray Train) x 4 epochs; the driver is SIGKILLed (with Ray and the workers) in the
+    third or fourth epoch, once the sweep has recorded two. The resumed trial's Train run goes on from its newest
+    checkpoint: no epoch the sweep had recorded is trained again, every later one once; Train kept the newest and
+    the best checkpoint only. (An epoch whose report had not reached the sweep when the driver died is
+    trained again: Ray Train registers a checkpoint when its controller, in the trial's driver, takes the report.)"""
+    log = tmp_path / "epochs.log"
+    space = tmp_path / "space.py"
+    space.write_text(tiny_space(tmp_path / "data", code=RANK_ZERO_LOG, overrides={
+        "training": {"max_epochs": 4, "limit_train_batches": 5, "limit_val_batches": 2,
+                     "callbacks": [{"name": Code("RankZeroLog"), "cfg": {"path": log, "pause": 2.0}}]}},
+        sweep={**FIFO, "resources": {"workers": 2, "cpus_per_worker": 1}}))
+    exe = Path(sys.executable).parent / "torchmate-tune"
+    driver = subprocess.Popen([str(exe), str(space), "--storage-path", str(tmp_path / "results"), "--name", "exp"],
+                              cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    experiment = tmp_path / "results" / "exp"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and driver.poll() is None:
+        started = log.read_text().split() if log.exists() else []
+        if started[-1:] in (["2"], ["3"]) and [len(epochs) for epochs in recorded(experiment).values()] in ([2], [3]):
+            break
+        time.sleep(0.05)
+    assert driver.poll() is None, "the sweep ended before it could be killed mid-way"
+    kill_sweep(driver)
+    cut = len(log.read_text().split())
+    (done,) = [len(epochs) for epochs in recorded(experiment).values()]
+    last = int(log.read_text().split()[-1])  # the epoch it was in
+
+    assert resume_in_process(experiment) == 0
+    went_on = [int(e) for e in log.read_text().split()[cut:]]
+    assert went_on == list(range(went_on[0], 4)) and done <= went_on[0] <= last + 1, (done, log.read_text().split())
+    (trial,) = recorded(experiment)
+    assert recorded(experiment)[trial] == [1, 2, 3, 4]
+    checkpoints = [p for p in (experiment / "train_runs").glob("*/checkpoint_*") if p.is_dir()]
+    assert 1 <= len(checkpoints) <= 2, checkpoints
+    assert (experiment / "best" / "model.ckpt").is_file()
