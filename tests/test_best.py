@@ -44,6 +44,31 @@ def test_a_bad_keep_best_in_the_file_exits_2_before_anything_starts(tmp_path, ca
     assert not (tmp_path / "results").exists()
 
 
+def test_pruning_keeps_the_newest_and_best_and_removes_what_a_kill_left_half_written(tmp_path):
+    from torchmate_ray.tune.checkpoints import prune_checkpoints
+
+    fake_trial(tmp_path, {1: 0.9, 2: 0.1, 3: 0.2})
+    (tmp_path / "checkpoint_000004").mkdir()  # killed before its progress.json
+    (tmp_path / "checkpoint_000004" / "trainer.ckpt.partial").write_bytes(b"x")
+    prune_checkpoints(tmp_path, KeepRule("val/accuracy", "max", 1))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_000001", "checkpoint_000003"]
+
+
+@pytest.mark.parametrize("keep, expected", [
+    (None, (None, None, "max")),
+    (KeepRule("val/accuracy", "max", None), (None, None, "max")),
+    (KeepRule("val/accuracy", "max", 0), (1, None, "max")),
+    (KeepRule("val/loss", "min", 2), (2, "val/loss", "min")),
+], ids=["no-rule", "all", "newest-only", "best-two-by-loss"])
+def test_multi_worker_trials_give_ray_train_the_same_rule(keep, expected):
+    """Ray Train keeps ``num_to_keep`` best by the score and its latest besides (with no score, the newest rank
+    best: the latest alone)."""
+    from torchmate_ray.tune.distributed import build_checkpoint_config
+
+    config = build_checkpoint_config(keep)
+    assert (config.num_to_keep, config.checkpoint_score_attribute, config.checkpoint_score_order) == expected
+
+
 # --- the disk account -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("size, text", [(0, "0 B"), (999, "999 B"), (1000, "1.0 kB"), (21_300_000, "21.3 MB"),
                                         (45_000_000_000, "45.0 GB"), (3 * 10**12, "3000.0 GB")],
