@@ -241,3 +241,13 @@ def recompute_val_accuracy(best: Path) -> float:
     config = load_config_file(best / "best_config.py")
     return run_evaluation(config, best / "model.ckpt", {"logger": False, "enable_progress_bar": False,
                                                          "accelerator": "cpu"})["val/accuracy"]
+
+
+def test_the_report_page_gives_the_disk_used(tmp_path):
+    from torchmate_ray.tune.report_data import ComputeAccount, ReportData
+    from torchmate_ray.tune.report_page import render_report_html
+    from torchmate_ray.tune.space import SearchSpace
+
+    space = SearchSpace(tmp_path / "space.py", {"training": {"max_epochs": 3}}, read_settings({}))
+    data = ReportData(tmp_path, space, [], {}, [], [], ComputeAccount(0, 0.0, 0, 0.0), disk_bytes=21_300_000)
+    assert "<td>disk used</td><td>21.3 MB (21,300,000 bytes)</td>" in render_report_html(data, {})
