@@ -12,8 +12,8 @@ import torch
 from torch.nn import functional as F
 
 from torchmate_ray.lightning.configure import configure_all
-from torchmate_ray.tune.checkpoints import (CHECKPOINT_FILE, PROGRESS_FILE, BackgroundCheckpointIO, checkpoint_epochs,
-                                            find_resume_checkpoint)
+from torchmate_ray.tune.checkpoints import (CHECKPOINT_FILE, PROGRESS_FILE, BackgroundCheckpointIO, KeepRule,
+                                            checkpoint_epochs, find_resume_checkpoint)
 
 
 def evaluate(model, loader):
@@ -64,22 +64,40 @@ def test_topk_accuracies_are_torchmetrics_over_the_epoch(tiny_config, fast_train
 
 
 class SaveEveryEpoch(pl.Callback):
-    """Saves as a trial's report does, with the epoch's record as storage options."""
+    """Saves as a trial's report does, with the epoch's record as storage options; its metric ``score`` is
+    ``scores[epoch]`` (epochs counted from 1), where given."""
 
-    def __init__(self, trial_dir: Path):
-        self.trial_dir = trial_dir
+    def __init__(self, trial_dir: Path, scores: dict[int, float] | None = None):
+        self.trial_dir, self.scores = trial_dir, scores or {}
 
     def on_train_epoch_end(self, trainer, pl_module):
         epochs = trainer.current_epoch + 1
+        metrics = {"epochs": epochs, **({"score": self.scores[epochs]} if epochs in self.scores else {})}
         trainer.save_checkpoint(self.trial_dir / f"checkpoint_{epochs:06d}" / CHECKPOINT_FILE,
-                                storage_options={"epochs": epochs, "metrics": {"epochs": epochs}})
+                                storage_options={"epochs": epochs, "metrics": metrics})
 
 
-@pytest.mark.parametrize("keep, kept", [(None, [1, 2, 3]), (2, [2, 3]), (1, [3])], ids=["all", "two", "one"])
-def test_checkpoints_are_written_whole_in_the_background_and_pruned(tiny_config, fast_trainer, tmp_path, keep, kept):
+# (keep, the score of each of 5 epochs, the epochs whose checkpoints stay)
+KEPT = [
+    ("all", KeepRule("score", "max", None), {}, [1, 2, 3, 4, 5]),
+    ("no-rule", None, {}, [1, 2, 3, 4, 5]),
+    ("newest-and-best-max", KeepRule("score", "max", 1), {1: 0.1, 2: 0.9, 3: 0.5, 4: 0.2, 5: 0.3}, [2, 5]),
+    ("newest-and-best-min", KeepRule("score", "min", 1), {1: 0.1, 2: 0.9, 3: 0.5, 4: 0.2, 5: 0.3}, [1, 5]),
+    ("newest-and-best-two", KeepRule("score", "max", 2), {1: 0.1, 2: 0.9, 3: 0.5, 4: 0.2, 5: 0.3}, [2, 3, 5]),
+    ("newest-is-best", KeepRule("score", "max", 1), {1: 0.1, 2: 0.2, 3: 0.3, 4: 0.4, 5: 0.5}, [5]),
+    ("tie-to-earlier", KeepRule("score", "max", 1), {1: 0.1, 2: 0.7, 3: 0.7, 4: 0.2, 5: 0.3}, [2, 5]),
+    ("newest-only", KeepRule("score", "max", 0), {1: 0.9, 2: 0.2, 3: 0.3, 4: 0.4, 5: 0.5}, [5]),
+    ("nan-never-best", KeepRule("score", "max", 1), {1: float("nan"), 2: 0.2, 3: 0.1, 4: 0.1, 5: 0.1}, [2, 5]),
+    ("no-metric", KeepRule("score", "max", 1), {}, [5]),
+]
+
+
+@pytest.mark.parametrize("keep, scores, kept", [k[1:] for k in KEPT], ids=[k[0] for k in KEPT])
+def test_checkpoints_are_written_whole_in_the_background_and_kept_by_score(tiny_config, fast_trainer, tmp_path,
+                                                                           keep, scores, kept):
     trial_dir = tmp_path / "trial"
-    fast_trainer = {**fast_trainer, "max_epochs": 3, "enable_checkpointing": True}
-    trainer, model, data = configure_all(tiny_config, {**fast_trainer, "callbacks": [SaveEveryEpoch(trial_dir)],
+    fast_trainer = {**fast_trainer, "max_epochs": 5, "enable_checkpointing": True}
+    trainer, model, data = configure_all(tiny_config, {**fast_trainer, "callbacks": [SaveEveryEpoch(trial_dir, scores)],
                                                        "plugins": [BackgroundCheckpointIO(keep)]})
     trainer.fit(model, data)  # returns once the writes are done (the plugin's teardown waits)
     directories = sorted(trial_dir.iterdir())
@@ -89,7 +107,7 @@ def test_checkpoints_are_written_whole_in_the_background_and_pruned(tiny_config,
         record = json.loads((directory / PROGRESS_FILE).read_text())
         assert checkpoint_epochs(directory / CHECKPOINT_FILE) == record["epochs"]
     resumed, record = find_resume_checkpoint(None, trial_dir)
-    assert (resumed, record["epochs"]) == (trial_dir / "checkpoint_000003", 3)
+    assert (resumed, record["epochs"]) == (trial_dir / "checkpoint_000005", 5)
     state = torch.load(resumed / CHECKPOINT_FILE, weights_only=False)["state_dict"]
     assert all(torch.equal(state[name], value) for name, value in model.state_dict().items())
 

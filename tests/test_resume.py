@@ -86,6 +86,9 @@ def test_killed_driver_resumes_without_losing_or_repeating_work(tmp_path):
         # finished), not from 0 nor from an older checkpoint, and ran every later epoch once
         assert went_on == list(range(went_on[0], 3)) and went_on[0] in (last, last + 1), (trial, before, after)
     assert summary["epochs_run"] == 12
+    for trial_dir in (tmp_path / "results" / "exp").glob("*/result.json"):  # the newest and the best: 1 + keep_best
+        assert 1 <= len(list(trial_dir.parent.glob("checkpoint_*"))) <= 2, trial_dir.parent
+    assert (tmp_path / "results" / "exp" / "best" / "model.ckpt").is_file()
 
 
 def test_resume_without_an_experiment_is_refused(tmp_path, capsys):
@@ -167,14 +170,15 @@ def check_ended_record(experiment: Path, max_epochs: int) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("torn, trained_again", [("record", [2, 3]), ("checkpoint", [1, 2, 3])],
+@pytest.mark.parametrize("torn, trained_again", [("record", [2, 3]), ("checkpoint", None)],
                          ids=["torn-record", "torn-checkpoint"])
 def test_a_resumed_trial_records_every_epoch_once_whatever_the_kill_cut_short(tmp_path, torn, trained_again):
     """Trial A (lr 1e-2) then B (lr 1e-7, no better than chance) one at a time, ASHA rungs at 1, 2, 4 epochs.
     The driver is SIGKILLed while A is in its third epoch; then, as a kill mid-write leaves them, either A's
     second line in result.json is cut short (the driver died before recording it: the resumed A reports
     epoch 2 from its own record, without training it again) or A's newest checkpoint is (A goes on from the
-    one before and trains epoch 2 again, but does not report it twice)."""
+    other one kept, epoch 1's if that was its best, else from the start, and trains epoch 2 again, but does
+    not report it twice)."""
     driver, log, experiment = start_sweep(tmp_path, logged_space(tmp_path, [1e-2, 1e-7], max_epochs=4, sweep=ASHA))
     before = wait_for(driver, log, lambda state: any(e[-1] == 2 for e in state.values()))
     kill_sweep(driver)
@@ -185,8 +189,11 @@ def test_a_resumed_trial_records_every_epoch_once_whatever_the_kill_cut_short(tm
     if torn == "record":
         result.write_text(lines[0] + "\n" + lines[1][:40])
     else:
+        kept = sorted(int(p.name.split("_")[1]) for p in (experiment / a).glob("checkpoint_*"))
+        assert kept in ([2], [1, 2])  # the newest and the best (sweep.keep_best 1): nothing else
         checkpoint = experiment / a / "checkpoint_000002" / "trainer.ckpt"
         checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+        trained_again = [1, 2, 3] if kept == [1, 2] else [0, 1, 2, 3]
     cut = len(log.read_text().splitlines())
 
     assert resume_in_process(experiment) == 0
@@ -356,3 +363,58 @@ def test_an_accepted_sweep_keeps_its_invocation_with_its_name_and_planned_resour
     assert saved == Invocation(str(space_file), [], 2, {**given.settings, "name": space.settings.name},
                                {"workers": 1, "cpus_per_worker": 1, "gpus_per_worker": 0.25})
     assert saved.load_space().settings.resources["gpus_per_worker"] == 0.25
+
+
+RANK_ZERO_LOG = '''
+import time
+import lightning.pytorch as pl
+
+class RankZeroLog(pl.Callback):
+    """Rank 0 appends the epoch it starts to ``path``; every rank then waits ``pause`` seconds."""
+    def __init__(self, path, pause):
+        self.path, self.pause = path, pause
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.is_global_zero:
+            with open(self.path, "a") as handle:
+                handle.write(f"{trainer.current_epoch}\\n")
+        time.sleep(self.pause)
+'''
+
+
+@pytest.mark.slow
+def test_a_killed_driver_under_a_two_worker_trial_resumes_without_running_an_epoch_again(tmp_path):
+    """One trial of 2 DDP workers (Ray Train) x 4 epochs; the driver is SIGKILLed (with Ray and the workers) in the
+    third or fourth epoch, once the sweep has recorded two. The resumed trial's Train run goes on from its newest
+    checkpoint: no epoch the sweep had recorded is trained again, every later one once; Train kept the newest and
+    the best checkpoint only. (An epoch whose report had not reached the sweep when the driver died is
+    trained again: Ray Train registers a checkpoint when its controller, in the trial's driver, takes the report.)"""
+    log = tmp_path / "epochs.log"
+    space = tmp_path / "space.py"
+    space.write_text(tiny_space(tmp_path / "data", code=RANK_ZERO_LOG, overrides={
+        "training": {"max_epochs": 4, "limit_train_batches": 5, "limit_val_batches": 2,
+                     "callbacks": [{"name": Code("RankZeroLog"), "cfg": {"path": log, "pause": 2.0}}]}},
+        sweep={**FIFO, "resources": {"workers": 2, "cpus_per_worker": 1}}))
+    exe = Path(sys.executable).parent / "torchmate-tune"
+    driver = subprocess.Popen([str(exe), str(space), "--storage-path", str(tmp_path / "results"), "--name", "exp"],
+                              cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    experiment = tmp_path / "results" / "exp"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and driver.poll() is None:
+        started = log.read_text().split() if log.exists() else []
+        if started[-1:] in (["2"], ["3"]) and [len(epochs) for epochs in recorded(experiment).values()] in ([2], [3]):
+            break
+        time.sleep(0.05)
+    assert driver.poll() is None, "the sweep ended before it could be killed mid-way"
+    kill_sweep(driver)
+    cut = len(log.read_text().split())
+    (done,) = [len(epochs) for epochs in recorded(experiment).values()]
+    last = int(log.read_text().split()[-1])  # the epoch it was in
+
+    assert resume_in_process(experiment) == 0
+    went_on = [int(e) for e in log.read_text().split()[cut:]]
+    assert went_on == list(range(went_on[0], 4)) and done <= went_on[0] <= last + 1, (done, log.read_text().split())
+    (trial,) = recorded(experiment)
+    assert recorded(experiment)[trial] == [1, 2, 3, 4]
+    checkpoints = [p for p in (experiment / "train_runs").glob("*/checkpoint_*") if p.is_dir()]
+    assert 1 <= len(checkpoints) <= 2, checkpoints
+    assert (experiment / "best" / "model.ckpt").is_file()

@@ -42,22 +42,31 @@ def build_train_parser() -> argparse.ArgumentParser:
                         help="override a config value, e.g. --set optimizer.cfg.lr=0.01 (repeatable)")
     parser.add_argument("--accelerator", default="auto", help="Lightning accelerator (default: auto)")
     parser.add_argument("--root-dir", default=None, help="where Lightning writes logs and checkpoints (default: .)")
+    parser.add_argument("--ckpt", metavar="PATH", help="a trained model (e.g. a sweep's best/model.ckpt): with --test, "
+                        "its metrics; without, fine-tune from its weights (a fresh optimizer, training.max_epochs)")
+    parser.add_argument("--test", action="store_true", help="with --ckpt: validate and test the model, no training")
     return parser
 
 
 def train_main(argv: Sequence[str] | None = None) -> int:
-    """``torchmate-train CONFIG.py [--set KEY.PATH=VALUE ...]``: fit, test, print the final metrics."""
+    """``torchmate-train CONFIG.py [--set KEY.PATH=VALUE ...] [--ckpt PATH [--test]]``: fit (from the checkpoint's
+    weights, with ``--ckpt``) and test, or with ``--test`` only validate and test; print the final metrics."""
     args = build_train_parser().parse_args(argv)
     from torchmate_ray.lightning.errors import ConfigError
     from torchmate_ray.lightning.files import load_config_file
-    from torchmate_ray.lightning.train import run_training
+    from torchmate_ray.lightning.train import run_evaluation, run_training
 
     trainer_kwargs = {"accelerator": args.accelerator, "enable_progress_bar": sys.stderr.isatty()}
     if args.root_dir:
         trainer_kwargs["default_root_dir"] = args.root_dir
     try:
+        if args.test and not args.ckpt:
+            raise ConfigError("--test", "tests a trained model: give it with --ckpt (e.g. <experiment>/best/model.ckpt)")
         config = load_config_file(args.config_file, args.overrides)
-        metrics = run_training(config, trainer_kwargs)
+        if args.test:
+            metrics = run_evaluation(config, args.ckpt, trainer_kwargs)
+        else:
+            metrics = run_training(config, trainer_kwargs, args.ckpt)
     except ConfigError as err:
         print(f"torchmate-train: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -1,5 +1,6 @@
 """A trial's checkpoints: written off the training thread, each whole, with the record of their epochs beside them;
-and the one a restarted trial continues from.
+which of them stay (``checkpoint_files.KeepRule``: the newest and the best k by the sweep's metric); and the one a
+restarted trial continues from.
 
 A checkpoint is ``<trial dir>/checkpoint_<epochs>/trainer.ckpt`` (Lightning's) with a ``progress.json`` (its epochs
 and the metrics reported with it) beside it, each written by an atomic rename.
@@ -18,23 +19,21 @@ import torch
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.fabric.utilities.apply_func import apply_to_collection
 
+from torchmate_ray.tune.checkpoint_files import (CHECKPOINT_FILE, PROGRESS_FILE, KeepRule,  # noqa: F401 (re-exported)
+                                                 read_checkpoint_records)
 from torchmate_ray.tune.record import EPOCHS
 
 if TYPE_CHECKING:
     from ray import tune
 
-CHECKPOINT_FILE = "trainer.ckpt"
-PROGRESS_FILE = "progress.json"  # beside each checkpoint: its epochs and the metrics reported with it
-
-
 class BackgroundCheckpointIO(TorchCheckpointIO):
     """Lightning's checkpoint writer, off the training thread: the state is copied where it lies (on the
     GPU, a device-to-device copy) and one background thread writes it, then the ``progress.json`` beside it
-    (the ``storage_options`` of ``trainer.save_checkpoint``), each by an atomic rename, then removes all
-    but the newest ``keep`` checkpoints. The end of the fit (``teardown``) waits for the writes, and a
-    failed write fails the trial there or at the next epoch's checkpoint."""
+    (the ``storage_options`` of ``trainer.save_checkpoint``), each by an atomic rename, then removes the
+    checkpoints that ``keep`` does not keep (None: none removed). The end of the fit (``teardown``) waits for
+    the writes, and a failed write fails the trial there or at the next epoch's checkpoint."""
 
-    def __init__(self, keep: int | None = None):
+    def __init__(self, keep: KeepRule | None = None):
         self.keep = keep
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-writer")
         self._pending: list[Future] = []
@@ -56,18 +55,29 @@ class BackgroundCheckpointIO(TorchCheckpointIO):
             future.result()
 
 
-def write_checkpoint(checkpoint: dict[str, Any], path: Path, record: dict[str, Any] | None, keep: int | None) -> None:
+def write_checkpoint(checkpoint: dict[str, Any], path: Path, record: dict[str, Any] | None,
+                     keep: KeepRule | None) -> None:
     """Write ``checkpoint`` to ``path`` and ``record`` to the ``progress.json`` beside it, each whole or not at
-    all; then keep only the newest ``keep`` checkpoint directories beside this one (all with None)."""
+    all; then remove the checkpoint directories beside this one that ``keep`` does not keep (none with None)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     torch.save(checkpoint, partial)
     os.replace(partial, path)
-    if record is not None:
+    if record is not None:  # a trial's epoch checkpoint (not one that a callback of the config's own saves)
         write_json(path.parent / PROGRESS_FILE, record)
-    if keep:
-        for old in sorted(path.parent.parent.glob("checkpoint_*"))[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
+        if keep is not None:
+            prune_checkpoints(path.parent.parent, keep)
+
+
+def prune_checkpoints(trial_dir: Path, keep: KeepRule) -> None:
+    """Remove the trial's checkpoint directories that ``keep`` does not keep, and those a kill left without
+    their ``progress.json`` (this thread is the trial's only writer: none is being written now)."""
+    if keep.best is None:
+        return
+    kept = keep.kept(read_checkpoint_records(trial_dir))
+    for directory in trial_dir.glob("checkpoint_*"):
+        if directory not in kept:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def write_json(path: Path, value: Any) -> None:
@@ -86,13 +96,8 @@ def find_resume_checkpoint(given: tune.Checkpoint | None, trial_dir: Path) -> tu
     """
     if given is not None and Path(given.path).parent != trial_dir:
         return Path(given.path), {EPOCHS: 0, "metrics": {}}
-    candidates = []
-    for progress in trial_dir.glob(f"checkpoint_*/{PROGRESS_FILE}"):
-        try:
-            candidates.append((json.loads(progress.read_text()), progress.parent))
-        except (OSError, ValueError):  # cut short by the kill
-            continue
-    for record, directory in sorted(candidates, key=lambda c: c[0][EPOCHS], reverse=True):
+    records = read_checkpoint_records(trial_dir)
+    for directory, record in sorted(records.items(), key=lambda item: item[1][EPOCHS], reverse=True):
         if checkpoint_epochs(directory / CHECKPOINT_FILE) == record[EPOCHS]:
             return directory, record
     return None

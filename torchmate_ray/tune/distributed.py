@@ -12,6 +12,7 @@ from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from torchmate_ray.lightning.configure import configure_all
+from torchmate_ray.tune.checkpoints import KeepRule
 from torchmate_ray.tune.record import EPOCHS
 from torchmate_ray.tune.trial_setup import TRIAL_TRAINER_DEFAULTS, TrialLayout, register_file_classes, use_shared_cache
 
@@ -21,7 +22,7 @@ def run_distributed_trial(config: dict[str, Any], layout: TrialLayout) -> None:
 
     The run is named after the trial, so a restarted trial's Train run restores its own checkpoint.
     """
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     register_file_classes(config, by_value=True)
@@ -32,9 +33,22 @@ def run_distributed_trial(config: dict[str, Any], layout: TrialLayout) -> None:
                                      resources_per_worker=resources),
         run_config=RunConfig(name=f"train-{tune.get_context().get_trial_id()}", storage_path=layout.train_storage,
                              callbacks=[EpochsTuneReportCallback()],
-                             checkpoint_config=CheckpointConfig(num_to_keep=layout.checkpoints_to_keep),
+                             checkpoint_config=build_checkpoint_config(layout.keep),
                              failure_config=FailureConfig(max_failures=layout.max_failures)))
     trainer.fit()
+
+
+def build_checkpoint_config(keep: KeepRule | None) -> Any:
+    """Ray Train's CheckpointConfig for ``keep``: Train keeps the ``num_to_keep`` best by the score and, besides
+    them, always its latest checkpoint (the one a restored run continues from): the rule of one-worker trials."""
+    from ray.train import CheckpointConfig
+
+    if keep is None or keep.best is None:
+        return CheckpointConfig()
+    if keep.best == 0:  # the latest alone (Train's num_to_keep is at least 1; without a score, the newest rank best)
+        return CheckpointConfig(num_to_keep=1)
+    return CheckpointConfig(num_to_keep=keep.best, checkpoint_score_attribute=keep.metric,
+                            checkpoint_score_order=keep.mode)
 
 
 class EpochsTuneReportCallback(TuneReportCallback):

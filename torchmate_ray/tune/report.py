@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from torchmate_ray.tune.best import BEST_DIR, CONFIG_FILE
 from torchmate_ray.tune.report_data import build_report_data
 from torchmate_ray.tune.report_page import write_report_page
 from torchmate_ray.tune.results import format_leaderboard, format_timings, write_results
@@ -22,15 +23,31 @@ def finish_sweep(directory: Path, space: SearchSpace, wall_seconds: float,
     that ``interrupted_by`` a signal stopped, how to continue it)."""
     data = build_report_data(directory, space, interrupted_by)
     summary = write_results(data.trials, space, directory, wall_seconds, timings, interrupted_by)
+    data.disk_bytes = summary["disk_bytes"]  # best/ included
     lines = [format_leaderboard(data.trials, space),
              f"{summary['num_trials']} trials in {summary['wall_seconds']:.0f} s: {summary['trials']}; "
-             f"{summary['epochs_run']} of {summary['epoch_budget']} epochs run"]
+             f"{summary['epochs_run']} of {summary['epoch_budget']} epochs run; disk used {summary['disk']}"]
     if timings:
         lines.append(format_timings(timings))
-    if summary["best_trial"]:
-        lines.append(f"best: {summary['best_trial']} {summary['metric']} = {summary['best_value']:.4f}; "
-                     f"torchmate-train {directory / 'best_config.py'}")
+    lines += format_best(summary, directory)
     lines += [f"results: {directory}", f"report: {write_report_page(data)}"]
     if interrupted_by:
         lines.append(f"interrupted ({interrupted_by}): continue it with: torchmate-tune {directory} --resume")
     return summary, "\n".join(lines)
+
+
+def format_best(summary: Mapping[str, Any], directory: Path) -> list[str]:
+    """The best trial, how to train its config again, and where its exported model is and how to test it."""
+    if not summary["best_trial"]:
+        return []
+    lines = [f"best: {summary['best_trial']} {summary['metric']} = {summary['best_value']:.4f}"
+             + (f"; torchmate-train {directory / CONFIG_FILE}" if not summary["best_config_error"] else "")]
+    if summary["best_config_error"]:
+        lines.append(f"best_config.py not written: {summary['best_config_error']}")
+    model = summary["best_model"]
+    if model:
+        test = (f"; test it: torchmate-train {directory / BEST_DIR / CONFIG_FILE} --ckpt {model['path']} --test"
+                if not summary["best_config_error"] else "")
+        lines.append(f"best model: {model['path']} (epoch {model['epochs']}: {summary['metric']} = "
+                     f"{model['value']:.4f}){test}")
+    return lines

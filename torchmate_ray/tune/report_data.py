@@ -16,6 +16,7 @@ from typing import Any
 
 from ray.tune.search.sample import Categorical, Domain, Float, Integer, LogUniform, Quantized
 
+from torchmate_ray.tune.best import measure_disk
 from torchmate_ray.tune.choices import SCHEDULERS, list_milestones, read_choice
 from torchmate_ray.tune.domains import find_domains, varied_paths
 from torchmate_ray.tune.experiment import load_experiment_space
@@ -84,6 +85,7 @@ class ReportData:
     rungs: list[Rung]
     compute: ComputeAccount
     interrupted_by: str | None = None  # "SIGINT" or "SIGTERM": the sweep was stopped before its trials ended
+    disk_bytes: int = 0             # what the experiment's files take (best.measure_disk)
 
     @property
     def complete(self) -> bool:
@@ -159,7 +161,7 @@ def build_report_data(directory: str | Path, space: SearchSpace | None = None,
         directory=directory, space=space,
         trials=rank_trials(trials, space.settings.mode), seconds=seconds, params=build_param_axes(space, trials),
         rungs=build_rungs(space, trials), compute=build_compute_account(space, trials, seconds),
-        interrupted_by=interrupted_by)
+        interrupted_by=interrupted_by, disk_bytes=measure_disk(directory))
 
 
 def build_rungs(space: SearchSpace, trials: list[TrialRow]) -> list[Rung]:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 
 from torchmate_ray.lightning.errors import ConfigError
+from torchmate_ray.tune.best import format_bytes
 from torchmate_ray.tune.plots import plot_comparison_curves, render_plots, render_png
 from torchmate_ray.tune.report_data import ReportData, build_report_data
 from torchmate_ray.tune.rows import TrialRow, format_value
@@ -87,6 +88,7 @@ def summary_rows(data: ReportData) -> list[tuple[str, str]]:
              if best else "none yet (no trial has reported the metric)")]
     if best:
         rows += [(f"best {axis.path}", _short(best.params.get(axis.path))) for axis in data.params]
+    rows.append(("disk used", f"{format_bytes(data.disk_bytes)} ({data.disk_bytes:,} bytes)"))
     return rows
 
 

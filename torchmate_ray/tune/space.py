@@ -52,7 +52,7 @@ class SweepSettings:
     storage_path: str = "./ray_results"
     max_failures: int = 0              # retries of a trial whose own code raised
     max_process_failures: int = 2      # restarts of a trial whose process or node died (OOM killer, preemption)
-    checkpoints_to_keep: int | None = None  # None: all (see sweep.build_run_config)
+    keep_best: int | None = 1          # per trial: the newest checkpoint plus the best k by the metric; None: all
     address: str | None = None         # command line only (--address)
     tracker: str = DEFAULT_TRACKER     # a name from trackers.TRACKERS: one tracker run per trial
 
@@ -143,9 +143,9 @@ def _check_settings(s: SweepSettings) -> None:
     _check_seed(s)
     _check_score(s.score)
     read_tracker(s.tracker, "sweep.tracker")  # its package is checked when the sweep starts (trackers.py)
-    if s.checkpoints_to_keep is not None and (not _is_int(s.checkpoints_to_keep) or s.checkpoints_to_keep < 1):
-        raise ConfigError("sweep.checkpoints_to_keep", f"expected an int >= 1 or None (all), got "
-                          f"{describe(s.checkpoints_to_keep)}; fix it")
+    if s.keep_best is not None and (not _is_int(s.keep_best) or s.keep_best < 0):
+        raise ConfigError("sweep.keep_best", f"expected an int >= 0 (the best checkpoints kept per trial besides the "
+                          f"newest) or None (all), got {describe(s.keep_best)}; use e.g. 1")
     for key, minimum in (("num_samples", 1), ("max_failures", -1), ("max_process_failures", 0)):
         value = getattr(s, key)
         if not _is_int(value) or value < minimum:

@@ -20,6 +20,7 @@ from torchmate_ray.lightning.build import call_checked
 from torchmate_ray.lightning.configure import configure_data
 from torchmate_ray.lightning.errors import ConfigError
 from torchmate_ray.lightning.files import module_name
+from torchmate_ray.tune.checkpoints import KeepRule
 from torchmate_ray.tune.choices import SCHEDULERS, SEARCHERS, read_choice
 from torchmate_ray.tune.domains import find_domains
 from torchmate_ray.tune.experiment import Experiment
@@ -91,7 +92,7 @@ def run_sweep(space: SearchSpace, plan: ResourcePlan, experiment: Experiment, re
     _, scheduler, _ = read_choice(SCHEDULERS, s.scheduler, "sweep.scheduler")
     layout = TrialLayout(workers=plan.workers, cpus_per_worker=plan.cpus_per_worker,
                          gpus_per_worker=plan.gpus_per_worker, max_failures=s.max_failures,
-                         checkpoints_to_keep=s.checkpoints_to_keep, experiment_dir=str(path),
+                         keep=KeepRule(s.metric, s.mode, s.keep_best), experiment_dir=str(path),
                          tune_checkpoints=scheduler.tune_checkpoints,
                          train_storage=str(path / "train_runs"), data_cache=shared_cache)
     trainable = tune.with_resources(tune.with_parameters(train_trial, layout=layout), plan.bundle)
@@ -194,7 +195,7 @@ def build_tune_config(space: SearchSpace, plan: ResourcePlan) -> TuneConfig:
 
 
 def build_run_config(space: SearchSpace, path: Path, verbose: bool = False) -> RunConfig:
-    """Tune's run config. Checkpoints are all kept by default: Tune deletes old ones as new ones come, and
+    """Tune's run config. The checkpoints that go through Tune (PBT's) are all kept: Tune deletes old ones as new ones come, and
     a driver killed before its next state snapshot then resumes trials from a checkpoint that no longer
     exists ("Could not recover from checkpoint", seen with 1 and with 2 kept). Refuses a tracker
     (``sweep.tracker``) whose package or credentials are missing."""
@@ -203,7 +204,7 @@ def build_run_config(space: SearchSpace, path: Path, verbose: bool = False) -> R
                      callbacks=[ResultRecord(str(path)), FailureBudget(str(path), s.max_failures),
                                 *build_tracker_callbacks(s.tracker, path),
                                 *([] if verbose else [build_progress(space, TIME_ATTR)])],
-                     checkpoint_config=CheckpointConfig(num_to_keep=s.checkpoints_to_keep),
+                     checkpoint_config=CheckpointConfig(num_to_keep=None),  # PBT's, through Tune: all kept
                      # Tune counts every failure alike: FailureBudget ends a trial whose own code raised once
                      # more than max_failures allows, and the rest of the budget is for processes that died
                      failure_config=FailureConfig(max_failures=-1 if s.max_failures < 0 else

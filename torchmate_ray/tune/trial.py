@@ -176,5 +176,5 @@ def trial_trainer_kwargs(config: Mapping[str, Any], trial_dir: Path, layout: Tri
         kwargs["callbacks"] = [EpochReport(trial_dir, through_tune=True)]
     else:
         kwargs["callbacks"] = [EpochReport(trial_dir)]
-        kwargs["plugins"] = [BackgroundCheckpointIO(layout.checkpoints_to_keep)]
+        kwargs["plugins"] = [BackgroundCheckpointIO(layout.keep)]
     return kwargs

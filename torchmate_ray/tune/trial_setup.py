@@ -8,9 +8,12 @@ import sys
 import types
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
+
+if TYPE_CHECKING:
+    from torchmate_ray.tune.checkpoints import KeepRule
 
 # Trainer settings for a trial, unless the config's own `training` says otherwise: Tune keeps the
 # metrics (one report per epoch) and the checkpoints, so Lightning's own logger, checkpointing,
@@ -34,7 +37,7 @@ class TrialLayout:
     cpus_per_worker: float = 1
     gpus_per_worker: float = 0
     max_failures: int = 0
-    checkpoints_to_keep: int | None = None
+    keep: KeepRule | None = None   # which checkpoints stay (None: all); Ray Train's CheckpointConfig with workers
     experiment_dir: str = ""       # the trials' own directories are <experiment_dir>/<trial id>
     train_storage: str = ""        # where multi-worker trials keep their Train runs (shared storage)
     data_cache: Any = None         # ObjectRef of {phase: (X, y) arrays}: a `dataset.cache` built once, shared
