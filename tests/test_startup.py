@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -93,9 +94,10 @@ def test_the_first_result_is_noted_once():
     progress.setup()
     assert progress.first_result_at is None
     before = time.time()
-    progress.on_trial_result(0, [], None, {"val/acc": 0.5})
+    trial = SimpleNamespace(trial_id="t0", config={}, last_result={})
+    progress.on_trial_result(0, [trial], trial, {"val/acc": 0.5})
     first = progress.first_result_at
-    progress.on_trial_result(1, [], None, {"val/acc": 0.6})
+    progress.on_trial_result(1, [trial], trial, {"val/acc": 0.6})
     assert before <= first <= time.time() and progress.first_result_at == first
 
 

@@ -98,7 +98,10 @@ class SweepProgress(Callback):
     def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict, **info: Any) -> None:
         if self.first_result_at is None:
             self.first_result_at = time.time()  # wall clock, as the command's start (not self.clock)
-        self.curve_of(trial)
+        points = self._curves.setdefault(trial.trial_id, dict(self._recorded_curve(trial.trial_id)))
+        epochs, value = int(result.get(self.epoch_key, 0) or 0), result.get(self.metric)
+        if epochs > 0 and isinstance(value, (int, float)) and math.isfinite(value):
+            points[epochs] = float(value)  # the result itself: Tune updates trial.last_result after its callbacks
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._trial_ended(trials, trial, ended_status(self.epochs_of(trial), self.max_epochs))
