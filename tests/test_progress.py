@@ -25,6 +25,8 @@ from torchmate_ray.tune import progress
 from torchmate_ray.tune.progress import SweepProgress, quiet_ray_output
 from torchmate_ray.tune.progress_text import Best, Snapshot, format_duration, format_line, format_table, short_labels
 
+from spaces import Code, written_space
+
 
 @dataclass
 class FakeTrial:
@@ -284,28 +286,12 @@ def test_quiet_ray_output_switches_ray_to_its_silent_engine_and_drops_trial_erro
     assert [r.getMessage() for r in caplog.records] == ["Something else", "Trial task failed for trial train_trial_2"]
 
 
-SPACE = '''
-from ray import tune
-
-config = {{
-    "learner": {{"name": "SupervisedLearner", "cfg": {{"classification": True}}}},
-    "criterion": {{"name": "CrossEntropyLoss"}},
-    "model": {{"name": "torchmate_ray.models.MLP", "cfg": {{"in_features": 784, "out_features": 10, "hidden": [8]}}}},
-    "optimizer": {{"name": "Adam", "cfg": {{"lr": tune.loguniform(1e-4, 1e-1)}}}},
-    "training": {{"max_epochs": 3, "limit_train_batches": 2, "limit_val_batches": 1}},
-    "seed": 3,
-    "dataset": {{"name": "MagicData", "cfg": {{"name": "MNIST", "val_percentage": 0.1}},
-                "kwargs": {{"root": {root!r}, "download": True}},
-                "transforms": {{"pre": [{{"name": "ToTensor"}}]}}}},
-    "dataloaders": {{"default": {{"batch_size": 32}}}},
-}}
-sweep = {{"metric": "val/accuracy", "mode": "max", "num_samples": {num_samples}}}
-'''
-
-
 def write_space(tmp_path: Path, num_samples: int) -> Path:
     path = tmp_path / "space.py"
-    path.write_text(SPACE.format(root=str(tmp_path / "data"), num_samples=num_samples))
+    path.write_text(written_space(
+        tmp_path / "data", hidden=[8], optimizer="Adam", lr=Code("tune.loguniform(1e-4, 1e-1)"),
+        training={"max_epochs": 3, "limit_train_batches": 2, "limit_val_batches": 1}, batch_size=32,
+        sweep={"metric": "val/accuracy", "mode": "max", "num_samples": num_samples}))
     return path
 
 

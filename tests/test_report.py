@@ -18,35 +18,16 @@ from torchmate_ray.tune.report_page import write_report
 from torchmate_ray.tune.rows import trial_status
 from torchmate_ray.tune.space import SearchSpace, read_settings
 
-SPACE = '''
-from ray import tune
-from torch import nn
+from spaces import Code, written_space
 
-class Exploding(nn.Module):
-    """Builds fine, fails in its first forward: a trial that raises."""
-    def __init__(self, **cfg):
-        super().__init__()
-        self.linear = nn.Linear(784, 10)
-    def forward(self, x):
-        raise RuntimeError("exploding model")
-
-config = {{
-    "learner": {{"name": "SupervisedLearner", "cfg": {{"classification": True}}}},
-    "criterion": {{"name": "CrossEntropyLoss"}},
-    "model": {{"name": tune.sample_from(lambda config: Exploding if config["model"]["cfg"]["hidden"] == [8]
-                                       else "torchmate_ray.models.MLP"),
-              "cfg": {{"in_features": 784, "out_features": 10, "hidden": tune.grid_search([[16], [32], [8]])}}}},
-    "optimizer": {{"name": tune.choice(["Adam", "SGD"]), "cfg": {{"lr": tune.loguniform(1e-3, 1e-1)}}}},
-    "training": {{"max_epochs": 4, "limit_train_batches": 4, "limit_val_batches": 2}},
-    "seed": 3,
-    "dataset": {{"name": "MagicData", "cfg": {{"name": "MNIST", "val_percentage": 0.1}},
-                "kwargs": {{"root": {root!r}, "download": True}},
-                "transforms": {{"pre": [{{"name": "ToTensor"}}]}}}},
-    "dataloaders": {{"default": {{"batch_size": 32}}}},
-}}
-sweep = {{"metric": "val/accuracy", "mode": "max", "num_samples": 2,
-         "scheduler": {{"name": "asha", "cfg": {{"grace_period": 1, "reduction_factor": 2}}}}}}
-'''
+SPACE = dict(  # 6 trials (3 grid points x 2 samples; the 2 with hidden [8] raise), 4 epochs, ASHA rungs at 1, 2, 4
+    model=Code('tune.sample_from(lambda config: Exploding if config["model"]["cfg"]["hidden"] == [8] '
+               'else "torchmate_ray.models.MLP")'),
+    hidden=Code("tune.grid_search([[16], [32], [8]])"), optimizer=Code('tune.choice(["Adam", "SGD"])'),
+    lr=Code("tune.loguniform(1e-3, 1e-1)"),
+    training={"max_epochs": 4, "limit_train_batches": 4, "limit_val_batches": 2}, batch_size=32,
+    sweep={"metric": "val/accuracy", "mode": "max", "num_samples": 2,
+           "scheduler": {"name": "asha", "cfg": {"grace_period": 1, "reduction_factor": 2}}})
 METRIC, MAX_EPOCHS, RUNGS = "val/accuracy", 4, [1, 2, 4]
 PLOTS = ["learning_curves", "rung_survival", "params_vs_metric", "parallel_coordinates"]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -60,7 +41,7 @@ def sweep(tmp_path_factory):
     4 epochs, ASHA with rungs at 1, 2 and 4 epochs. Its end writes report.html."""
     tmp = tmp_path_factory.mktemp("report")
     space = tmp / "space.py"
-    space.write_text(SPACE.format(root=str(tmp / "data")))
+    space.write_text(written_space(tmp / "data", **SPACE))
     exe = Path(sys.executable).parent / "torchmate-tune"
     result = subprocess.run([str(exe), str(space), "--storage-path", str(tmp / "results"), "--name", "exp"],
                             capture_output=True, text=True, timeout=600, cwd=tmp)
