@@ -98,7 +98,7 @@ class SweepProgress(Callback):
     def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict, **info: Any) -> None:
         if self.first_result_at is None:
             self.first_result_at = time.time()  # wall clock, as the command's start (not self.clock)
-        points = self._curves.setdefault(trial.trial_id, dict(self._recorded_curve(trial.trial_id)))
+        points = self._points(trial.trial_id)
         epochs, value = int(result.get(self.epoch_key, 0) or 0), result.get(self.metric)
         if epochs > 0 and isinstance(value, (int, float)) and math.isfinite(value):
             points[epochs] = float(value)  # the result itself: Tune updates trial.last_result after its callbacks
@@ -137,13 +137,17 @@ class SweepProgress(Callback):
     def curve_of(self, trial: Any) -> list[tuple[int, float]]:
         """The trial's (epoch, metric) so far: what it recorded before this run (``experiment_dir``), what it
         reported in this run, and its last result."""
-        points = self._curves.get(trial.trial_id)
-        if points is None:
-            points = self._curves[trial.trial_id] = dict(self._recorded_curve(trial.trial_id))
+        points = self._points(trial.trial_id)
         value = _metric(trial, self.metric)
         if value is not None and self.epochs_of(trial) > 0:
             points[self.epochs_of(trial)] = value
         return sorted(points.items())
+
+    def _points(self, trial_id: str) -> dict[int, float]:
+        """The trial's epoch -> metric so far, begun from its record (read once per trial)."""
+        if trial_id not in self._curves:
+            self._curves[trial_id] = dict(self._recorded_curve(trial_id))
+        return self._curves[trial_id]
 
     def _recorded_curve(self, trial_id: str) -> list[tuple[int, float]]:
         if self.experiment_dir is None:
