@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from machines import process_tree
 from spaces import EPOCH_LOG, Code, epoch_log, read_epoch_log, tiny_space
 
 BIN = Path(sys.executable).parent
@@ -36,18 +37,6 @@ def ray_start(*args: str) -> None:
     result = subprocess.run([str(BIN / "ray"), "start", "--num-cpus=1", "--disable-usage-stats", *args], env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-
-
-def process_tree(matches) -> list[int]:
-    """The processes whose command line ``matches``, and everything under them."""
-    table = [line.split(None, 2) for line in subprocess.run(["ps", "-eww", "-o", "pid,ppid,args"], capture_output=True,
-                                                            text=True).stdout.splitlines()[1:]]
-    roots = [int(pid) for pid, _, *args in table if args and matches(args[0])]
-    found, frontier = list(roots), list(roots)
-    while frontier:
-        children = [int(pid) for pid, ppid, *_ in table if int(ppid) in frontier]
-        found, frontier = found + children, children
-    return found
 
 
 def node_processes(ip: str) -> list[int]:

@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import re
-import shlex
 import shutil
 import signal
 import tempfile
@@ -22,18 +21,9 @@ import yaml
 
 from machines import Machines, missing_tools, process_tree
 from spaces import EPOCH_LOG, Code, epoch_log, read_epoch_log, tiny_space
+from test_cluster_files import readme_onprem, readme_recipe
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def readme_onprem() -> tuple[dict, list[str]]:
-    """The README's on-prem cluster file and the commands of its recipe (comments dropped)."""
-    text = (ROOT / "README.md").read_text()
-    section = text[text.index("### On-prem machines"):]
-    section = section[:section.index("\n## ")]
-    config = yaml.safe_load(re.search(r"```yaml\n(.*?)```", section, re.S).group(1))
-    recipe = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
-    return config, [shlex.join(shlex.split(line, comments=True)) for line in recipe.splitlines() if line.strip()]
 
 
 def cluster_name() -> str:
@@ -81,7 +71,7 @@ def machines():
 
 @pytest.mark.slow
 def test_readme_onprem_recipe_runs_on_two_machines(machines):
-    config, recipe = readme_onprem()
+    config, recipe = readme_onprem(), readme_recipe()
     token, up, status, sweep, resume, down = recipe
     shared = machines.root / "shared"  # what the recipe calls /mnt/shared: every machine sees it at this path
     space = shared / "space.py"
