@@ -21,7 +21,7 @@ from spaces import Code, tiny_space
 def write_space(tmp_path: Path) -> Path:
     path = tmp_path / "space.py"
     path.write_text(tiny_space(tmp_path / "data", overrides={
-        "training": {"max_epochs": 2, "limit_train_batches": 12},
+        "training": {"max_epochs": 2, "limit_train_batches": 6},
         "optimizer.cfg.lr": Code("tune.grid_search([1e-2, 1e-7, 3e-3])")},
         sweep={"metric": "val/accuracy", "mode": "max", "num_samples": 1,
                "scheduler": {"name": "asha", "cfg": {"grace_period": 1, "reduction_factor": 2}}}))
