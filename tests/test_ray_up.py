@@ -52,6 +52,7 @@ def command_line(pid: int) -> list[str]:
 
 @pytest.fixture
 def machines():
+    """Two machines, ended afterwards (their files kept for a look with KEEP_MACHINES=1)."""
     reason = missing_tools()
     if reason:
         pytest.skip(reason)
@@ -61,7 +62,8 @@ def machines():
             yield made
         assert made.processes() == [], "processes of the machines are left"
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        if not os.environ.get("KEEP_MACHINES"):
+            shutil.rmtree(root, ignore_errors=True)
         # the SSH connections `ray up` shares (Ray's ControlPath, under the real /tmp, per user and cluster name)
         digest = [hashlib.sha256(name.encode()).hexdigest()[:10] for name in (getpass.getuser(), cluster_name())]
         shutil.rmtree(f"/tmp/ray_ssh_{digest[0]}/{digest[1]}", ignore_errors=True)
@@ -119,11 +121,17 @@ def test_readme_onprem_recipe_runs_on_two_machines(machines):
 
     driver = machines.start(ours(sweep), cwd=ROOT, log=machines.root / "sweep.log")
     deadline = time.monotonic() + 150
-    while not any(epoch == 1 for _, _, epoch in read_epoch_log(log.read_text().splitlines() if log.exists() else [])):
+
+    def started() -> list[tuple[str, str, int | str]]:
+        return read_epoch_log(log.read_text().splitlines() if log.exists() else [])
+
+    # killed once trials run on both machines and one has a checkpoint (it started its second epoch)
+    while len({ip for _, ip, _ in started()}) < 2 or not any(epoch == 1 for _, _, epoch in started()):
         assert driver.poll() is None and time.monotonic() < deadline, (machines.root / "sweep.log").read_text()[-3000:]
         time.sleep(0.2)
     for pid in process_tree(lambda args: "torchmate-tune" in args and str(space) in args):  # the driver, on the head
-        os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # ended since: a child of the driver that went with it
+            os.kill(pid, signal.SIGKILL)
     assert driver.wait(timeout=60) != 0
     at_kill = len(log.read_text().splitlines())
     took("sweep killed")

@@ -103,7 +103,18 @@ BAD_SPACES = [
      "sweep.storage_path: expected a directory path, got 's3://bucket/sweeps' (str); mount a bucket (s3://, gs://) "
      "as a shared directory and give its path"),
     ("optuna-with-grid", None, ["--search", "optuna"],
-     "model.cfg.hidden: Optuna cannot search grid_search; use --search random, or move the domain"),
+     "model.cfg.hidden: Optuna cannot search grid_search; use --search random, or a tune.choice"),
+    ("optuna-with-normal", ("normal", "tune.loguniform(3e-3, 1e-2)", "tune.randn(0.005, 0.001)"),
+     ["--search", "optuna", "--set", "model.cfg.hidden=[16]"],
+     "optimizer.cfg.lr: Optuna has no distribution for a float with a normal sampler; use --search random, or a "
+     "uniform or log-uniform domain"),
+    ("scheduler-argument-typo", ("scheduler", '"num_samples": 1', '"num_samples": 1, "scheduler": {"name": "asha", '
+                                 '"cfg": {"grace_periode": 2}}'), [],
+     "sweep.scheduler.cfg.grace_periode: unexpected argument 'grace_periode' for RecordedASHA; did you mean "
+     "'grace_period'?"),
+    ("pbt-with-nothing-to-mutate", ("constant", "tune.loguniform(3e-3, 1e-2)", "3e-3"),
+     ["--scheduler", "pbt", "--set", "optimizer.name='Adam'"],
+     "sweep.scheduler: PBT needs continuous or choice domains at dict key paths to mutate; use another scheduler"),
     ("early-stopping-monitor-not-logged", None, ["--set", "training.early_stopping={'monitor': 'val/los'}"],
      f"training.early_stopping.monitor: 'val/los' is not logged by SupervisedLearner (it logs {LOGGED}); did you mean "
      f"'val/loss'?"),
@@ -130,18 +141,22 @@ BAD_SPACES = [
 
 
 @pytest.mark.parametrize("edit, flags, expected", [b[1:] for b in BAD_SPACES], ids=[b[0] for b in BAD_SPACES])
-def test_bad_space_is_one_line_exit_2_before_ray_starts(space_file, capsys, edit, flags, expected):
+def test_bad_space_is_refused_alike_by_a_dry_run_and_a_real_run(space_file, capsys, edit, flags, expected):
+    """One line, exit 2: first with --dry-run (no Ray ever starts), then for real (the Ray the command started
+    early is shut down again)."""
     import os
 
     if edit:
         text = space_file.read_text()
         assert edit[1] in text
         space_file.write_text(text.replace(edit[1], edit[2], 1))
+    line = "torchmate-tune: error: " + expected.format(path=space_file, cpus=f"{os.cpu_count():g}")
+    assert tune_main([str(space_file), *flags, "--dry-run"]) == 2
+    assert capsys.readouterr().err.splitlines() == [line]
+    assert not ray.is_initialized()
     started = time.monotonic()
     code = tune_main([str(space_file), *flags])
-    err = capsys.readouterr().err
-    assert code == 2
-    assert err.splitlines() == ["torchmate-tune: error: " + expected.format(path=space_file, cpus=f"{os.cpu_count():g}")]
+    assert code == 2 and capsys.readouterr().err.splitlines() == [line]
     assert not ray.is_initialized()
     assert time.monotonic() - started < 5
 

@@ -167,6 +167,7 @@ def run_tune(args: argparse.Namespace, early_ray: EarlyRay | None, started_at: f
         space = invocation.load_space()
         validate_space(space)
         plan = sweep.plan_sweep(space)
+        sweep.build_tune_config(space, plan)  # the scheduler and searcher refuse here, in a dry run as in a real one
         if args.dry_run:
             print(describe_space(space, plan.describe()))
             return EXIT_OK

@@ -115,21 +115,10 @@ def pbt_mutations(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def check_optuna_space(config: Mapping[str, Any]) -> None:
-    """Optuna samples plain domains at dict key paths only; refuse the rest up front, by key."""
-    from ray.tune.search.sample import Categorical, Function
+    """Refuse what Optuna cannot draw, by key path (optuna_space.py; imported here only when Optuna is chosen)."""
+    from torchmate_ray.tune.optuna_space import check_optuna_space as check
 
-    from torchmate_ray.lightning.errors import ConfigError
-    from torchmate_ray.tune.domains import find_domains
-
-    for found in find_domains(config):
-        domain = found.domain
-        reason = ("grid_search" if found.is_grid else "sample_from" if isinstance(domain, Function)
-                  else "a domain inside a choice" if found.in_choice
-                  else "a choice among dicts, lists or classes" if isinstance(domain, Categorical) and not all(
-                      isinstance(c, (str, int, float, bool, type(None))) for c in domain.categories)
-                  else "a domain inside a list" if found.in_list else None)
-        if reason:
-            raise ConfigError(found.path, f"Optuna cannot search {reason}; use --search random, or move the domain")
+    check(config)
 
 
 SCHEDULERS: dict[str, Choice] = {
@@ -148,7 +137,10 @@ SCHEDULERS: dict[str, Choice] = {
 SEARCHERS: dict[str, Choice] = {
     # Tune's random and grid search; sweep.seed (--seed) is its random_state: the same configs every time
     "random": Choice("ray.tune.search.BasicVariantGenerator", sweep_args=("max_concurrent",), seed_arg="random_state"),
-    # Optuna's TPE (Tune applies the sweep's concurrency to it); sweep.seed seeds its sampler
-    "optuna": Choice("ray.tune.search.optuna.OptunaSearch", check=check_optuna_space, seed_arg="seed"),
+    # Optuna's TPE over the whole space, choices with domains inside too (define-by-run, optuna_space.py; Tune
+    # applies the sweep's concurrency to it); sweep.seed seeds its sampler; its study is kept in the experiment
+    "optuna": Choice("torchmate_ray.tune.optuna_space.BranchingOptunaSearch",
+                     sweep_args=("metric", "mode", "experiment_dir"),
+                     config_args={"config": lambda config: config}, check=check_optuna_space, seed_arg="seed"),
 }
 DEFAULT_SCHEDULER, DEFAULT_SEARCHER = "asha", "random"

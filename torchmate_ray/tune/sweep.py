@@ -74,8 +74,7 @@ def run_sweep(space: SearchSpace, plan: ResourcePlan, experiment: Experiment, re
     """
     path, resume = experiment.directory, experiment.resume
     trial_config = prepare_trial_config(space)
-    # may refuse: before Ray starts
-    tune_config, run_config = build_tune_config(space, plan), build_run_config(space, path, verbose)
+    run_config = build_run_config(space, path, verbose)  # may refuse: before Ray starts
     data = configure_data(sample_configs(trial_config)[0])
     data.prepare_data()  # download once, here, not in every trial
     cache = build_shared_cache(data, trial_config)
@@ -97,17 +96,21 @@ def run_sweep(space: SearchSpace, plan: ResourcePlan, experiment: Experiment, re
                          train_storage=str(path / "train_runs"), data_cache=shared_cache)
     trainable = tune.with_resources(tune.with_parameters(train_trial, layout=layout), plan.bundle)
     experiment.accept(plan.resources())  # as planned: GPU shares included
+    # the command refused what it cannot search before (cli.run_tune); Optuna keeps its study in the experiment
+    tune_config = build_tune_config(space, plan, path)
+    # a searcher with a space of its own (Optuna's define-by-run) draws whole configs: Tune's must hold no domain
+    param_space = {} if getattr(tune_config.search_alg, "draws_whole_configs", False) else trial_config
     started = time.monotonic()
     with quiet_ray_output(verbose), Interruption() as interruption:
         if resume:
             if retry_errored:  # their own errors count again from 0 (FailureBudget)
                 for record in path.glob(f"*/{CODE_ERRORS}"):
                     record.unlink()
-            tuner = tune.Tuner.restore(str(path), trainable, param_space=trial_config, resume_unfinished=True,
+            tuner = tune.Tuner.restore(str(path), trainable, param_space=param_space, resume_unfinished=True,
                                        resume_errored=retry_errored)
             restore_run_output(tuner, run_config)
         else:
-            tuner = tune.Tuner(trainable, param_space=trial_config, tune_config=tune_config, run_config=run_config)
+            tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
         results = tuner.fit()
     progress = next((c for c in run_config.callbacks if isinstance(c, SweepProgress)), None)
     return SweepRun(results, path, plan, time.monotonic() - started,
@@ -180,9 +183,11 @@ def _write_probe(directory: str, name: str) -> str | None:
         return str(err)
 
 
-def build_tune_config(space: SearchSpace, plan: ResourcePlan) -> TuneConfig:
+def build_tune_config(space: SearchSpace, plan: ResourcePlan, experiment_dir: Path | None = None) -> TuneConfig:
+    """Tune's config: the scheduler and searcher (each refused here, a dry run's as a real one's), concurrency.
+    ``experiment_dir``: where a searcher that keeps state of its own (Optuna's study) keeps it; None: nowhere."""
     s = space.settings
-    searcher = build_searcher(space, plan.max_concurrent)
+    searcher = build_searcher(space, plan.max_concurrent, prepare_trial_config(space), experiment_dir)
     return TuneConfig(metric=s.metric, mode=s.mode, num_samples=s.num_samples,
                       scheduler=build_scheduler(space), search_alg=searcher,
                       # Tune applies it to a Searcher (Optuna); random search takes it itself
@@ -218,13 +223,17 @@ def build_scheduler(space: SearchSpace) -> Any:
     return call_checked(choice.load(), (), arguments, "sweep.scheduler.cfg")
 
 
-def build_searcher(space: SearchSpace, max_concurrent: int | None = None) -> Any:
-    """The searcher from ``sweep.search_alg`` (a name or ``{"name", "cfg"}``; see choices.SEARCHERS)."""
+def build_searcher(space: SearchSpace, max_concurrent: int | None = None, config: Mapping[str, Any] | None = None,
+                   experiment_dir: Path | None = None) -> Any:
+    """The searcher from ``sweep.search_alg`` (a name or ``{"name", "cfg"}``; see choices.SEARCHERS), over
+    ``config`` (default: the space's), keeping its state in ``experiment_dir`` if it keeps any."""
+    config = space.config if config is None else config
     _, choice, cfg = read_choice(SEARCHERS, space.settings.search_alg, "sweep.search_alg")
     if choice.check is not None:
-        choice.check(space.config)
-    arguments = choice.arguments(cfg, {"max_concurrent": max_concurrent or 0, "seed": space.settings.seed},
-                                 space.config)
+        choice.check(config)
+    sweep = {"max_concurrent": max_concurrent or 0, "seed": space.settings.seed, "metric": space.settings.metric,
+             "mode": space.settings.mode, **({"experiment_dir": str(experiment_dir)} if experiment_dir else {})}
+    arguments = choice.arguments(cfg, sweep, config)
     return call_checked(choice.load(), (), arguments, "sweep.search_alg.cfg")
 
 
