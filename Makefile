@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-PIP := $(PY) -m pip install --quiet --disable-pip-version-check
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check --no-compile
 
 .PHONY: setup test test-fast sweep clean
 
@@ -11,6 +11,7 @@ setup: $(STAMP)
 
 # The trackers extra (mlflow-skinny, wandb) is installed for the tests that read real MLflow and W&B offline runs.
 # torch comes first, pinned: these wheels are on this machine's disk; an unpinned torch would pull CUDA builds.
+# --no-compile: Python compiles what it imports when it first imports it, not all of torch and Ray up front.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) torch==2.14.1 torchvision==0.29.1 2>&1 | grep -v "^WARNING: Location" || true
