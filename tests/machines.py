@@ -106,6 +106,11 @@ def python_layer(target: Path) -> Path:
     return target / "bin"
 
 
+def machine_ips(count: int) -> list[str]:
+    """The machines' addresses: 10.77.0.2, .3, ... (.1 is the launching side's)."""
+    return [f"{SUBNET}.{n}" for n in range(2, 2 + count)]
+
+
 def write_passwd(path: Path, home: Path) -> None:
     """A copy of /etc/passwd where this user's home is ``home``."""
     uid = str(os.getuid())
@@ -119,7 +124,7 @@ class Machines:
 
     def __init__(self, root: Path, count: int):
         self.root, self.count = root, count
-        self.ips = [f"{SUBNET}.{n}" for n in range(2, 2 + count)]
+        self.ips = machine_ips(count)
         self.key = root / "keys" / "user"
         self.launcher_home = root / "launcher"
         self.init: subprocess.Popen | None = None  # unshare, the namespace's first process's parent
@@ -199,7 +204,7 @@ def lan(root: Path, count: int) -> None:
     sh(f"mount --bind {root}/launcher.passwd /etc/passwd")
     sh(f"ip link set lo up && ip link add br0 type bridge && ip addr add {LAUNCHER_IP}/24 dev br0 && "
        "ip link set br0 up")
-    ips = [f"{SUBNET}.{n}" for n in range(2, 2 + count)]
+    ips = machine_ips(count)
     for ip in ips:
         number = ip.rsplit(".", 1)[1]
         link = f"m{number}"

@@ -28,9 +28,7 @@ from torchmate_ray.lightning.errors import ConfigError
 from torchmate_ray.tune.domains import find_domains
 
 SAMPLED = "config"  # the one key of the define-by-run function's result: the trial's config
-
-
-STUDY_FILE = "optuna.db"
+STUDY_FILE = "optuna.db"  # the experiment's Optuna study (SQLite)
 
 
 class BranchingOptunaSearch(OptunaSearch):
