@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ray._private import utils as ray_utils
 
 from machines import Machines, missing_tools, process_tree
 from spaces import EPOCH_LOG, Code, epoch_log, read_epoch_log, tiny_space
@@ -34,6 +35,12 @@ def active_nodes(status: str) -> int:
     """How many nodes `ray status` lists as active."""
     active = status.split("Active:", 1)[1].split("Pending:", 1)[0] if "Active:" in status else ""
     return sum(int(count) for count in re.findall(r"^\s*(\d+) \S+", active, re.M))
+
+
+def cluster_cpus(status: str) -> float:
+    """The CPUs `ray status` counts in the cluster (0 before the first report)."""
+    found = re.search(r"[\d.]+/([\d.]+) CPU", status)
+    return float(found.group(1)) if found else 0.0
 
 
 def command_name(pid: int) -> str:
@@ -104,14 +111,15 @@ def test_readme_onprem_recipe_runs_on_two_machines(machines):
     run(token)
     run(up)
     took("ray up")
+    # the head's autoscaler sets the workers up; a worker can be listed active before its CPUs are counted
+    cpus = float(ray_utils.get_num_cpus())  # what each machine's Ray finds: the machines share this one's CPUs
     deadline = time.monotonic() + 150
-    while active_nodes(cluster := run(status)) < len(machines.ips):  # the head's autoscaler sets the workers up
-        assert time.monotonic() < deadline, "the workers did not join"
+    while active_nodes(cluster := run(status)) < len(machines.ips) or cluster_cpus(cluster) < cpus * len(machines.ips):
+        assert time.monotonic() < deadline, f"the workers did not join:\n{cluster}"
         time.sleep(2)
     took("workers joined")
 
     # each trial takes a whole machine's CPUs: the first two run at once, so on two machines
-    cpus = float(re.search(r"[\d.]+/([\d.]+) CPU", cluster).group(1)) / len(machines.ips)
     space.write_text(tiny_space(shared / "data", code=EPOCH_LOG, overrides={
         "training": {"max_epochs": 3, "limit_train_batches": 5, "limit_val_batches": 2,
                      "callbacks": [epoch_log(log, 0.5)]},
@@ -127,7 +135,8 @@ def test_readme_onprem_recipe_runs_on_two_machines(machines):
 
     # killed once trials run on both machines and one has a checkpoint (it started its second epoch)
     while len({ip for _, ip, _ in started()}) < 2 or not any(epoch == 1 for _, _, epoch in started()):
-        assert driver.poll() is None and time.monotonic() < deadline, (machines.root / "sweep.log").read_text()[-3000:]
+        assert driver.poll() is None and time.monotonic() < deadline, \
+            f"epochs (trial, machine, epoch): {started()}\n{cluster}\n" + (machines.root / "sweep.log").read_text()[-2000:]
         time.sleep(0.2)
     for pid in process_tree(lambda args: "torchmate-tune" in args and str(space) in args):  # the driver, on the head
         with contextlib.suppress(ProcessLookupError):  # ended since: a child of the driver that went with it
