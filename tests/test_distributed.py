@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -16,27 +17,80 @@ import torch
 from torchmate_ray.cli import tune_main
 
 from spaces import Code, tiny_space
+from test_resume import kill_sweep, recorded
 
 
-def write_space(tmp_path: Path) -> Path:
+def write_space(tmp_path: Path, max_epochs: int = 2, code: str = "", callbacks: list | None = None) -> Path:
     path = tmp_path / "space.py"
-    path.write_text(tiny_space(tmp_path / "data", overrides={
-        "training": {"max_epochs": 2, "limit_train_batches": 6},
+    path.write_text(tiny_space(tmp_path / "data", code=code, overrides={
+        "training": {"max_epochs": max_epochs, "limit_train_batches": 6, "callbacks": callbacks or []},
         "optimizer.cfg.lr": Code("tune.grid_search([1e-2, 1e-7, 3e-3])")},
         sweep={"metric": "val/accuracy", "mode": "max", "num_samples": 1,
                "scheduler": {"name": "asha", "cfg": {"grace_period": 1, "reduction_factor": 2}}}))
     return path
 
 
+RANK_ZERO_LOG = '''
+import time
+import lightning.pytorch as pl
+
+class RankZeroLog(pl.Callback):
+    """Rank 0 appends '<learning rate> <epoch>' when an epoch starts to ``path``; every rank then waits ``pause``
+    seconds."""
+    def __init__(self, path, pause):
+        self.path, self.pause = path, pause
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.is_global_zero:
+            with open(self.path, "a") as handle:
+                handle.write(f"{trainer.optimizers[0].param_groups[0]['lr']:g} {trainer.current_epoch}\\n")
+        time.sleep(self.pause)
+'''
+
+
+def started_epochs(log: Path, lr: str) -> list[int]:
+    """The epochs the trial of learning rate ``lr`` started, in order (RankZeroLog's lines)."""
+    lines = [line.split() for line in (log.read_text().splitlines() if log.exists() else [])]
+    return [int(epoch) for at, epoch in lines if at == lr]
+
+
+@dataclass
+class KilledSweep:
+    """The two-worker sweep: killed mid-way, then resumed."""
+    resumed: subprocess.CompletedProcess
+    directory: Path
+    first: str  # the trial that was running when the driver was killed (learning rate 0.01)
+    recorded_at_kill: int  # the epochs the sweep had recorded of it
+    started_at_kill: list[int]  # the epochs it had started
+    log: Path
+
+
 @pytest.fixture(scope="module")
-def two_worker_sweep(tmp_path_factory):
-    """3 trials x 2 epochs, 2 DDP workers each, on however many CPUs there are (2 in CI): one at a time."""
+def two_worker_sweep(tmp_path_factory) -> KilledSweep:
+    """3 trials x 3 epochs, 2 DDP workers each, on however many CPUs there are (2 in CI): one at a time, ASHA.
+    The driver is SIGKILLed (with Ray and the workers) in the first trial's second or third epoch, once the sweep
+    has recorded one or two; then the sweep is resumed."""
     tmp = tmp_path_factory.mktemp("ddp")
+    log = tmp / "epochs.log"
+    space = write_space(tmp, max_epochs=3, code=RANK_ZERO_LOG,
+                        callbacks=[{"name": Code("RankZeroLog"), "cfg": {"path": log, "pause": 1.5}}])
     exe = Path(sys.executable).parent / "torchmate-tune"
-    result = subprocess.run([str(exe), str(write_space(tmp)), "--workers-per-trial", "2", "--cpus-per-worker",
-                             f"{(os.cpu_count() or 2) / 2:g}", "--storage-path", str(tmp / "results"), "--name", "exp"],
-                            capture_output=True, text=True, timeout=540, cwd=tmp)
-    return result, tmp / "results" / "exp", tmp
+    driver = subprocess.Popen([str(exe), str(space), "--workers-per-trial", "2", "--cpus-per-worker",
+                               f"{(os.cpu_count() or 2) / 2:g}", "--storage-path", str(tmp / "results"), "--name", "exp"],
+                              cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    directory = tmp / "results" / "exp"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and driver.poll() is None:
+        done = [len(epochs) for epochs in recorded(directory).values()]
+        if started_epochs(log, "0.01")[-1:] in ([1], [2]) and done in ([1], [2]):
+            break
+        time.sleep(0.05)
+    assert driver.poll() is None, "the sweep ended before it could be killed mid-way"
+    kill_sweep(driver)
+    ((first, done),) = [(trial, len(epochs)) for trial, epochs in recorded(directory).items()]
+    started = started_epochs(log, "0.01")
+    resumed = subprocess.run([str(exe), str(directory), "--resume"], capture_output=True, text=True, timeout=540,
+                             cwd=tmp)
+    return KilledSweep(resumed, directory, first, done, started, log)
 
 
 def leaderboard(directory: Path) -> dict[str, list[str]]:
@@ -46,20 +100,37 @@ def leaderboard(directory: Path) -> dict[str, list[str]]:
 
 @pytest.mark.slow
 def test_asha_stopped_multi_worker_trial_frees_its_workers_for_the_next(two_worker_sweep):
-    result, directory, _ = two_worker_sweep
-    assert result.returncode == 0, result.stderr[-3000:]
-    by_lr = leaderboard(directory)
+    sweep = two_worker_sweep
+    assert sweep.resumed.returncode == 0, sweep.resumed.stderr[-3000:]
+    by_lr = leaderboard(sweep.directory)
     assert by_lr["1e-07"][2:4] == ["stopped", "1"]  # ASHA stopped the hopeless one after its first epoch
     assert by_lr["0.003"][2] in ("finished", "stopped") and int(by_lr["0.003"][3]) >= 1  # and the next one ran
-    assert by_lr["0.01"][2:4] == ["finished", "2"]
-    assert "WorkerGroupStartupTimeoutError" not in result.stdout + result.stderr
+    assert by_lr["0.01"][2:4] == ["finished", "3"]
+    assert "WorkerGroupStartupTimeoutError" not in sweep.resumed.stdout + sweep.resumed.stderr
+
+
+@pytest.mark.slow
+def test_a_killed_driver_under_a_two_worker_trial_resumes_without_running_an_epoch_again(two_worker_sweep):
+    """The resumed trial's Train run goes on from its newest checkpoint: no epoch the sweep had recorded is
+    trained again, every later one once; Train kept the newest and the best checkpoint only. (An epoch whose
+    report had not reached the sweep when the driver died is trained again: Ray Train registers a checkpoint
+    when its controller, in the trial's driver, takes the report.)"""
+    sweep = two_worker_sweep
+    assert sweep.resumed.returncode == 0, sweep.resumed.stderr[-3000:]
+    went_on = started_epochs(sweep.log, "0.01")[len(sweep.started_at_kill):]
+    assert went_on == list(range(went_on[0], 3)), (sweep.started_at_kill, went_on)
+    assert sweep.recorded_at_kill <= went_on[0] <= sweep.started_at_kill[-1] + 1, (sweep.recorded_at_kill, went_on)
+    assert recorded(sweep.directory)[sweep.first] == [1, 2, 3]
+    checkpoints = [p for p in (sweep.directory / "train_runs").glob(f"*{sweep.first}/checkpoint_*") if p.is_dir()]
+    assert 1 <= len(checkpoints) <= 2, checkpoints
+    assert (sweep.directory / "best" / "model.ckpt").is_file()
 
 
 @pytest.mark.slow
 def test_reported_accuracy_is_the_whole_validation_sets_not_one_ranks(two_worker_sweep):
     from torchmate_ray.lightning import configure_all
 
-    _, directory, tmp = two_worker_sweep
+    directory = two_worker_sweep.directory
     trial = leaderboard(directory)["0.01"]
     reported = json.loads((directory / trial[1] / "result.json").read_text().splitlines()[-1])
     checkpoint = torch.load(Path(reported["checkpoint_path"]) / "checkpoint.ckpt", weights_only=False)

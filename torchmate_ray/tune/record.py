@@ -101,6 +101,7 @@ class ResultRecord(JsonLoggerCallback):
             partial = params.with_name(params.name + ".partial")
             partial.write_text(json.dumps(trial.config, indent=2, sort_keys=True, cls=SafeFallbackEncoder))
             os.replace(partial, params)
+        restore_last_result(trial, read_lines(directory / RESULT_FILE))
 
     def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:
         handle = self._files.get(trial.trial_id)
@@ -124,6 +125,18 @@ class ResultRecord(JsonLoggerCallback):
 
     def __getstate__(self) -> dict[str, Any]:  # Tune pickles its callbacks with the experiment; files stay here
         return {**self.__dict__, "_files": {}}
+
+
+def restore_last_result(trial: Any, recorded: list[dict[str, Any]]) -> None:
+    """Give a resumed trial its newest recorded result (``recorded``: its result.json) where Tune's state
+    snapshot, older than the record, holds an older one or none. A trial that had trained all its epochs, or
+    was stopped, ends without reporting again; Tune then ends it with that last result, which must hold the
+    metric (Tune's strict metric check takes the sweep down otherwise)."""
+    if not recorded:
+        return
+    newest = {key: value for key, value in recorded[-1].items() if key != "recorded_at"}
+    if trial.run_metadata.last_result.get(EPOCHS, 0) < newest.get(EPOCHS, 0):
+        trial.run_metadata.last_result = newest
 
 
 class RecordedASHA(ASHAScheduler):
