@@ -130,7 +130,10 @@ def test_a_killed_driver_under_a_two_worker_trial_resumes_without_running_an_epo
 def test_reported_accuracy_is_the_whole_validation_sets_not_one_ranks(two_worker_sweep):
     from torchmate_ray.lightning import configure_all
 
+    from torchmate_ray.lightning.files import load_python_file
+
     directory = two_worker_sweep.directory
+    load_python_file(directory.parent.parent / "space.py")  # the checkpoint's hyperparameters hold its RankZeroLog
     trial = leaderboard(directory)["0.01"]
     reported = json.loads((directory / trial[1] / "result.json").read_text().splitlines()[-1])
     checkpoint = torch.load(Path(reported["checkpoint_path"]) / "checkpoint.ckpt", weights_only=False)
@@ -171,12 +174,13 @@ REFUSED = [
 
 @pytest.mark.parametrize("flags, expected", [r[1:] for r in REFUSED], ids=[r[0] for r in REFUSED])
 def test_what_can_never_fit_is_refused(tmp_path, capsys, flags, expected):
+    """With --dry-run: the plan refuses at the same step in a real run (test_tune runs one such case for real)."""
     import ray
 
     cpus = os.cpu_count() or 2
     fill = {"half": f"{cpus / 2:g}", "cpus": f"{cpus:g}"}
     started = time.monotonic()
-    assert tune_main([str(write_space(tmp_path)), *[f.format(**fill) for f in flags]]) == 2
+    assert tune_main([str(write_space(tmp_path)), *[f.format(**fill) for f in flags], "--dry-run"]) == 2
     assert time.monotonic() - started < 5
     assert capsys.readouterr().err.splitlines() == ["torchmate-tune: error: " + expected.format(**fill)]
     assert not ray.is_initialized()

@@ -336,9 +336,11 @@ def saved_experiment(tmp_path: Path, form: str) -> tuple[Path, list[str]]:
 def test_a_resume_that_contradicts_how_the_sweep_started_is_refused(tmp_path, capsys, form, flags, refused):
     """The saved invocation is what a resume runs; flags that say otherwise are one line, exit 2, nothing run.
     (The experiment here has its saved invocation but no Tune state: a resume that gets past the check is
-    refused next for having nothing to resume.)"""
+    refused next for having nothing to resume. The refusals are checked with --dry-run, which refuses at the
+    same step and starts no Ray.)"""
     experiment, where = saved_experiment(tmp_path, form)
-    assert tune_main([*where, "--resume", *flags]) == 2
+    dry_run = ["--dry-run"] if refused else []  # refused before a dry run prints as before a real one starts Ray
+    assert tune_main([*where, "--resume", *flags, *dry_run]) == 2
     err = capsys.readouterr().err.splitlines()
     expected = refused.format(exp=experiment) if refused else f"--resume: nothing to resume in {experiment}"
     assert len(err) == 1 and err[0].startswith(f"torchmate-tune: error: {expected}"), err
