@@ -108,12 +108,19 @@ import ray
 
 class EpochLog(pl.Callback):
     """Appends '<trial id> <node ip> <epoch>' when an epoch starts, then waits ``pause`` seconds, and
-    '<trial id> <node ip> end' when the fit ends."""
-    def __init__(self, path, pause):
-        self.path, self.pause = path, pause
+    '<trial id> <node ip> end' when the fit ends. With ``machines``, a trial first waits (2 minutes at most)
+    until trials have started epochs on that many machines."""
+    def __init__(self, path, pause, machines=1):
+        self.path, self.pause, self.machines = path, pause, machines
     def on_train_epoch_start(self, trainer, pl_module):
         self.write(trainer.current_epoch)
+        deadline = time.monotonic() + 120
+        while len(self.machines_seen()) < self.machines and time.monotonic() < deadline:
+            time.sleep(0.2)
         time.sleep(self.pause)
+    def machines_seen(self):
+        with open(self.path) as handle:
+            return {line.split()[1] for line in handle if len(line.split()) == 3}
     def on_train_end(self, trainer, pl_module):
         self.write("end")
     def write(self, what):
@@ -122,9 +129,10 @@ class EpochLog(pl.Callback):
 '''
 
 
-def epoch_log(path: Path, pause: float, name: str = "EpochLog") -> dict[str, Any]:
-    """The ``training.callbacks`` entry of an :data:`EPOCH_LOG` (or of its subclass ``name``) writing to ``path``."""
-    return {"name": Code(name), "cfg": {"path": path, "pause": pause}}
+def epoch_log(path: Path, pause: float, name: str = "EpochLog", machines: int = 1) -> dict[str, Any]:
+    """The ``training.callbacks`` entry of an :data:`EPOCH_LOG` (or of its subclass ``name``) writing to ``path``;
+    ``machines``: its trials wait until trials run on that many machines."""
+    return {"name": Code(name), "cfg": {"path": path, "pause": pause, **({"machines": machines} if machines > 1 else {})}}
 
 
 def read_epoch_log(lines: list[str]) -> list[tuple[str, str, int | str]]:

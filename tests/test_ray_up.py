@@ -119,10 +119,13 @@ def test_readme_onprem_recipe_runs_on_two_machines(machines):
         time.sleep(2)
     took("workers joined")
 
-    # each trial takes a whole machine's CPUs: the first two run at once, so on two machines
+    # Each trial takes a whole machine's CPUs: the first two run at once, so on two machines. Each waits at its
+    # first epoch until both have started: else Tune, reusing actors, gives the next trial the head's warm
+    # process once the first one there ends, and cancels the worker's, still importing torch (a slow machine
+    # ran all three trials on the head that way, in CI and in a clean clone here).
     space.write_text(tiny_space(shared / "data", code=EPOCH_LOG, overrides={
         "training": {"max_epochs": 3, "limit_train_batches": 5, "limit_val_batches": 2,
-                     "callbacks": [epoch_log(log, 0.5)]},
+                     "callbacks": [epoch_log(log, 0.5, machines=len(machines.ips))]},
         "optimizer.cfg.lr": Code("tune.grid_search([1e-2, 5e-3, 2e-3])")},
         sweep={"metric": "val/accuracy", "mode": "max", "num_samples": 1, "scheduler": "fifo",
                "resources": {"cpus_per_worker": cpus}}))
