@@ -115,7 +115,7 @@ class EpochLog(pl.Callback):
     def on_train_epoch_start(self, trainer, pl_module):
         self.write(trainer.current_epoch)
         deadline = time.monotonic() + 120
-        while len(self.machines_seen()) < self.machines and time.monotonic() < deadline:
+        while self.machines > 1 and len(self.machines_seen()) < self.machines and time.monotonic() < deadline:
             time.sleep(0.2)
         time.sleep(self.pause)
     def machines_seen(self):
