@@ -137,6 +137,13 @@ BAD_SPACES = [
     ("two-seeds", ("seeded", '"num_samples": 1', '"num_samples": 1, "search_alg": {"name": "random", "cfg": '
                    '{"random_state": 3}}'), ["--seed", "4"],
      "sweep.seed: 4 and sweep.search_alg.cfg.random_state = 3 both seed the search; keep one of them"),
+    ("time-budget-not-a-duration", None, ["--time-budget", "10x"],
+     "sweep.time_budget: expected a duration > 0 such as 90s, 30m or 1.5h, got '10x' (str); fix it"),
+    ("zero-epoch-budget", None, ["--epoch-budget", "0"],
+     "sweep.epoch_budget: expected an int >= 1 (epochs of all trials together), got 0 (int); fix it"),
+    ("gpu-hours-without-gpus", None, ["--gpu-hours", "1"],
+     "sweep.gpu_hours: the plan gives the trials no GPU, so they spend no GPU-hours; use --time-budget or "
+     "--epoch-budget, or give them GPUs (--gpus-per-worker)"),
 ]
 
 

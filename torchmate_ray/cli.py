@@ -20,9 +20,8 @@ import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import TYPE_CHECKING, Sequence  # noqa: E402
 
-from torchmate_ray.tune.choices import SCHEDULERS, SEARCHERS  # noqa: E402  (names only: imports nothing heavy)
-from torchmate_ray.tune.trackers import (DEFAULT_TRACKER, MLFLOW_STORE, TRACKERS,  # noqa: E402  (names only too)
-                                         WANDB_DEFAULT_PROJECT)
+from torchmate_ray.cli_args import (build_report_parser, build_train_parser,  # noqa: E402,F401  (imports nothing heavy)
+                                    build_tune_parser)
 
 if TYPE_CHECKING:
     from torchmate_ray.tune.experiment import Invocation
@@ -31,21 +30,6 @@ if TYPE_CHECKING:
     from torchmate_ray.tune.sweep import SweepRun
 
 EXIT_OK, EXIT_TRIALS_ERRORED, EXIT_BAD_INPUT = 0, 1, 2
-
-
-def build_train_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="torchmate-train",
-        description="Train one config (a Python file defining `config`) with PyTorch Lightning, without Ray.")
-    parser.add_argument("config_file", help="Python file that defines `config` (e.g. a sweep's best_config.py)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
-                        help="override a config value, e.g. --set optimizer.cfg.lr=0.01 (repeatable)")
-    parser.add_argument("--accelerator", default="auto", help="Lightning accelerator (default: auto)")
-    parser.add_argument("--root-dir", default=None, help="where Lightning writes logs and checkpoints (default: .)")
-    parser.add_argument("--ckpt", metavar="PATH", help="a trained model (e.g. a sweep's best/model.ckpt): with --test, "
-                        "its metrics; without, fine-tune from its weights (a fresh optimizer, training.max_epochs)")
-    parser.add_argument("--test", action="store_true", help="with --ckpt: validate and test the model, no training")
-    return parser
 
 
 def train_main(argv: Sequence[str] | None = None) -> int:
@@ -79,49 +63,6 @@ def train_main(argv: Sequence[str] | None = None) -> int:
 
 def train_entry() -> None:
     sys.exit(train_main())
-
-
-def build_tune_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="torchmate-tune",
-        description="Run an ASHA-scheduled Ray Tune sweep over a search-space file (a config with tune domains).",
-        epilog="Exit codes: 0 done, 1 some trials errored, 2 bad input, 130/143 interrupted (Ctrl-C/SIGTERM; "
-               "continue with --resume). An experiment's offline HTML report (also written when a sweep ends): torchmate-tune report "
-               "EXPERIMENT_DIR [DIR_B] [--output PATH]; see torchmate-tune report --help")
-    parser.add_argument("space_file", metavar="SPACE.py|EXPERIMENT_DIR",
-                        help="Python file that defines `config` (with tune domains) and optionally `sweep`; or, with "
-                             "--resume, the directory of an experiment to continue")
-    parser.add_argument("--num-samples", type=int, help="number of trials (default: sweep['num_samples'] or 10)")
-    parser.add_argument("--max-epochs", type=int, help="epochs per trial; also ASHA's max_t (sets training.max_epochs)")
-    parser.add_argument("--metric", help="metric to optimize, one the learner logs (e.g. val/accuracy)")
-    parser.add_argument("--mode", choices=["min", "max"], help="minimize or maximize --metric")
-    parser.add_argument("--scheduler", choices=list(SCHEDULERS))
-    parser.add_argument("--search", dest="search_alg", choices=list(SEARCHERS))
-    parser.add_argument("--seed", type=int, help="the search's seed: the same N draws the same configs (sweep['seed']); "
-                        "training's own seed is the config's 'seed'")
-    parser.add_argument("--workers-per-trial", type=int, dest="workers")
-    parser.add_argument("--cpus-per-worker", type=float)
-    parser.add_argument("--gpus-per-worker", type=float)
-    parser.add_argument("--max-concurrent", type=int, help="most trials at once (default: what the cluster holds)")
-    parser.add_argument("--address", help="join a running Ray cluster: auto or HOST:PORT (default: start a local Ray)")
-    parser.add_argument("--storage-path", help="where experiments live (default: ./ray_results)")
-    parser.add_argument("--name", help="experiment name (default: <space file>-<date>-<time>); reuse it with --resume")
-    parser.add_argument("--resume", action="store_true", help="continue the experiment --storage-path/--name (or "
-                        "EXPERIMENT_DIR): finished trials are kept, interrupted ones go on from their checkpoint")
-    parser.add_argument("--retry-errored", action="store_true", help="with --resume: also continue errored trials")
-    parser.add_argument("--dry-run", action="store_true", help="print domains, settings and the resource plan; run nothing")
-    parser.add_argument("--tracker", choices=list(TRACKERS), help=(
-        f"one tracker run per trial, grouped by the sweep's name (default: sweep['tracker'] or {DEFAULT_TRACKER}: "
-        "Ray's event files in each trial's directory, written whatever the choice). mlflow: experiment = the sweep's "
-        f"name, at MLFLOW_TRACKING_URI or else file:EXPERIMENT_DIR/{MLFLOW_STORE}; wandb: group = the sweep's "
-        f"name, project WANDB_PROJECT or {WANDB_DEFAULT_PROJECT}, WANDB_API_KEY or WANDB_MODE=offline (runs under "
-        "WANDB_DIR or EXPERIMENT_DIR/wandb). Credentials come from the environment only; pip install "
-        "'torchmate_ray[trackers]' installs both"))
-    parser.add_argument("--verbose", action="store_true", help="Ray Tune's own progress output instead of the compact "
-                        "table (a terminal) or one line per ended trial (a log)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
-                        help="override a config value (a tune domain or a fixed value), repeatable")
-    return parser
 
 
 def tune_main(argv: Sequence[str] | None = None, started_at: float | None = None) -> int:
@@ -169,14 +110,14 @@ def run_tune(args: argparse.Namespace, early_ray: EarlyRay | None, started_at: f
         plan = sweep.plan_sweep(space)
         sweep.build_tune_config(space, plan)  # the scheduler and searcher refuse here, in a dry run as in a real one
         if args.dry_run:
-            print(describe_space(space, plan.describe()))
+            print(describe_space(space, sweep.describe_plan(space, plan)))
             return EXIT_OK
         experiment = open_experiment(space, invocation, args.resume)
         print(f"experiment: {experiment.directory}  (continue it with: torchmate-tune {experiment.directory} "
               f"--resume)", flush=True)
         experiment_line_at = time.time()
         run = sweep.run_sweep(space, plan, experiment, retry_errored=args.retry_errored, verbose=args.verbose,
-                              early_ray=early_ray)
+                              early_ray=early_ray, started_at=started_at)
     except StoppedAtOnce as stop:  # a second Ctrl-C: nothing more is written; the last saved state resumes
         print(f"torchmate-tune: {stop.signal_name} again: stopped at once; continue it with: torchmate-tune "
               f"{experiment.directory} --resume", file=sys.stderr)
@@ -215,7 +156,7 @@ def given_invocation(args: argparse.Namespace) -> Invocation:
         space_file=args.space_file, overrides=args.overrides, max_epochs=args.max_epochs,
         settings={key: getattr(args, key) for key in ("num_samples", "metric", "mode", "scheduler", "search_alg",
                                                       "seed", "max_concurrent", "name", "storage_path", "address",
-                                                      "tracker")
+                                                      "tracker", "time_budget", "epoch_budget", "gpu_hours")
                   if getattr(args, key) is not None},
         resources={key: getattr(args, key) for key in ("workers", "cpus_per_worker", "gpus_per_worker")
                    if getattr(args, key) is not None})
@@ -244,21 +185,6 @@ def start_local_ray(args: argparse.Namespace) -> EarlyRay | None:
     workers = args.workers or resources.get("workers") or 1
     cpus = args.cpus_per_worker if args.cpus_per_worker is not None else resources.get("cpus_per_worker", 1)
     return EarlyRay(LocalRay.for_trials(workers, cpus))
-
-
-def build_report_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="torchmate-tune report",
-        description="Write an experiment's offline report: one self-contained HTML page (no server, nothing "
-                    "fetched) with learning curves, ASHA rung survival, each hyperparameter against the metric, "
-                    "parallel coordinates, the leaderboard and the compute spent with and without early stopping. "
-                    "Works on a finished, running or interrupted experiment. With DIR_B: two experiments side by side.")
-    parser.add_argument("experiment_dir", metavar="EXPERIMENT_DIR", help="an experiment (<storage_path>/<name>)")
-    parser.add_argument("other_dir", metavar="DIR_B", nargs="?", help="a second experiment to compare with the first")
-    parser.add_argument("--output", metavar="PATH", help="where to write the page (default: EXPERIMENT_DIR/report.html, "
-                        "or with DIR_B: EXPERIMENT_DIR/compare-<DIR_B's name>.html); a report's PNGs always go to "
-                        "EXPERIMENT_DIR/report/")
-    return parser
 
 
 def report_main(argv: Sequence[str]) -> int:

@@ -77,3 +77,37 @@ def find_domains(config: Any, steps: tuple[str | int | Option, ...] = ()) -> lis
 def varied_paths(config: Mapping[str, Any]) -> list[str]:
     """The trial-config key paths that the domains of ``config`` vary, each once, in the config's order."""
     return list(dict.fromkeys(found.trial_path for found in find_domains(config)))
+
+
+# --- how --dry-run shows a domain (Ray's domain classes, imported when one is shown) ---
+def describe_domain(domain: Any) -> str:
+    """``loguniform(0.0001, 0.1)``, ``choice(['Adam', 'SGD'])``, ``grid_search([32, 64])``, ..."""
+    from ray.tune.search.sample import Categorical, Function, Integer, Quantized
+
+    if isinstance(domain, Mapping):
+        return f"grid_search({_short(domain['grid_search'])})"
+    if isinstance(domain, Categorical):
+        return f"choice({_short(domain.categories)})"
+    if isinstance(domain, Function):
+        return f"sample_from({getattr(domain.func, '__name__', 'function')})"
+    sampler = domain.get_sampler()
+    quantized = isinstance(sampler, Quantized)
+    base = sampler.sampler if quantized else sampler
+    kind = type(base).__name__.lstrip("_").lower()
+    if isinstance(domain, Integer):
+        kind = {"uniform": "randint", "loguniform": "lograndint"}.get(kind, kind)
+    prefix, q = ("q", f", {sampler.q}") if quantized else ("", "")
+    if kind == "normal":
+        return f"{prefix}randn({base.mean}, {base.sd}{q})"
+    return f"{prefix}{kind}({domain.lower}, {domain.upper}{q})"
+
+
+def _short(values: Any) -> str:
+    text = repr([_name(v) for v in values])
+    return text if len(text) <= 80 else text[:77] + "...]"
+
+
+def _name(value: Any) -> Any:
+    if isinstance(value, Mapping) and "name" in value:
+        return f"{{name: {_name(value['name'])}, ...}}"
+    return getattr(value, "__name__", value)

@@ -29,7 +29,8 @@ REQUIRED_KEYS = {"space_file", "overrides", "max_epochs", "settings"}  # "resour
 # The command-line flag of each saved setting and resource, for the one-line refusals of a resume.
 SETTING_FLAGS = {"num_samples": "--num-samples", "metric": "--metric", "mode": "--mode", "scheduler": "--scheduler",
                  "search_alg": "--search", "seed": "--seed", "max_concurrent": "--max-concurrent",
-                 "tracker": "--tracker"}
+                 "tracker": "--tracker", "time_budget": "--time-budget", "epoch_budget": "--epoch-budget",
+                 "gpu_hours": "--gpu-hours"}
 RESOURCE_FLAGS = {"workers": "--workers-per-trial", "cpus_per_worker": "--cpus-per-worker",
                   "gpus_per_worker": "--gpus-per-worker"}
 

@@ -77,6 +77,7 @@ class SweepProgress(Callback):
         self.tty, self.redraw_s = tty, redraw_s
         self.stream = stream  # None: sys.stdout when writing (a file object would not pickle into tuner.pkl)
         self.clock = clock
+        self.budget: Any = None  # the sweep's budget.SweepBudget, whose status the progress shows; None: no budget
         self._reset()
 
     def _reset(self) -> None:
@@ -163,7 +164,8 @@ class SweepProgress(Callback):
         eta = to_end * elapsed / len(self._ended) if self._ended else None
         ended = [row for row in rows if row.status in ("finished", "stopped")]
         return Snapshot(counts, self.num_trials, sum(row.epochs for row in rows), self.num_trials * self.max_epochs,
-                        self._as_best(best_trial(ended, self.mode)), elapsed, eta)
+                        self._as_best(best_trial(ended, self.mode)), elapsed, eta,
+                        self.budget.status() if self.budget is not None else None)
 
     def best_of(self, trials: Iterable[Any]) -> Best | None:
         """The best of ``trials`` by the leaderboard's rule (``rows.best_trial``)."""
@@ -205,12 +207,14 @@ class SweepProgress(Callback):
         self._shown = lines
 
 
-def build_progress(space: SearchSpace, epoch_key: str) -> SweepProgress:
+def build_progress(space: SearchSpace, epoch_key: str, budget: Any = None) -> SweepProgress:
     """The progress display of ``space``'s sweep: its metric and score, trials, epochs and varied hyperparameters,
-    and its experiment directory (where its trials record their results) once it has a name."""
+    its experiment directory (where its trials record their results) once it has a name, and its ``budget``."""
     s = space.settings
-    return SweepProgress(s.metric, s.mode, space.num_trials, space.max_epochs, varied_paths(space.config), epoch_key,
-                         score=s.score, experiment_dir=str(experiment_dir(space)) if s.name else None)
+    progress = SweepProgress(s.metric, s.mode, space.num_trials, space.max_epochs, varied_paths(space.config),
+                             epoch_key, score=s.score, experiment_dir=str(experiment_dir(space)) if s.name else None)
+    progress.budget = budget
+    return progress
 
 
 # Ray's log records that the progress display and the command say better: trial errors (the first record

@@ -32,6 +32,7 @@ class Snapshot:
     best: Best | None
     elapsed: float
     eta: float | None
+    budget: str | None = None  # budget.SweepBudget.status(): "budget 0:42 of 1:00"
 
     @property
     def ended(self) -> int:
@@ -50,7 +51,8 @@ def format_line(event: str, s: Snapshot, new_best: bool) -> str:
         best += ": " + " ".join(f"{k}={v}" for k, v in s.best.params.items())
     return (f"[{format_duration(s.elapsed)}] {event} | {s.ended}/{s.num_trials} ended: {counts['finished']} finished, "
             f"{counts['stopped']} stopped, {counts['errored']} errored; {counts['running']} running | "
-            f"epochs {s.epochs_done}/{s.epoch_budget} | eta {format_duration(s.eta)} | {best}")
+            f"epochs {s.epochs_done}/{s.epoch_budget} | eta {format_duration(s.eta)} | "
+            f"{s.budget + ' | ' if s.budget else ''}{best}")
 
 
 def format_table(s: Snapshot, metric: str, last_event: str) -> list[str]:
@@ -62,7 +64,7 @@ def format_table(s: Snapshot, metric: str, last_event: str) -> list[str]:
         f"trials   {s.ended}/{s.num_trials} ended: {counts['finished']} finished, {counts['stopped']} stopped, "
         f"{counts['errored']} errored  |  {counts['running']} running, {counts['pending']} pending",
         f"epochs   {s.epochs_done}/{s.epoch_budget}  |  elapsed {format_duration(s.elapsed)}  |  "
-        f"eta {format_duration(s.eta)}",
+        f"eta {format_duration(s.eta)}{'  |  ' + s.budget if s.budget else ''}",
         f"best     {best}",
         f"last     {last_event or '-'}",
     ]

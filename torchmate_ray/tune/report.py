@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from torchmate_ray.tune.best import BEST_DIR, CONFIG_FILE
+from torchmate_ray.tune.budget_settings import format_budget
 from torchmate_ray.tune.report_data import build_report_data
 from torchmate_ray.tune.report_page import write_report_page
 from torchmate_ray.tune.results import format_leaderboard, format_timings, write_results
@@ -27,6 +28,8 @@ def finish_sweep(directory: Path, space: SearchSpace, wall_seconds: float,
     lines = [format_leaderboard(data.trials, space),
              f"{summary['num_trials']} trials in {summary['wall_seconds']:.0f} s: {summary['trials']}; "
              f"{summary['epochs_run']} of {summary['epoch_budget']} epochs run; disk used {summary['disk']}"]
+    if summary["budget"]:
+        lines.append(format_budget(summary["budget"]))
     if timings:
         lines.append(format_timings(timings))
     lines += format_best(summary, directory)

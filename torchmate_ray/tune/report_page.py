@@ -20,6 +20,7 @@ import jinja2
 
 from torchmate_ray.lightning.errors import ConfigError
 from torchmate_ray.tune.best import format_bytes
+from torchmate_ray.tune.budget_settings import format_budget, summarize_budget
 from torchmate_ray.tune.plots import plot_comparison_curves, render_plots, render_png
 from torchmate_ray.tune.report_data import ReportData, build_report_data
 from torchmate_ray.tune.rows import TrialRow, format_value
@@ -88,6 +89,9 @@ def summary_rows(data: ReportData) -> list[tuple[str, str]]:
              if best else "none yet (no trial has reported the metric)")]
     if best:
         rows += [(f"best {axis.path}", _short(best.params.get(axis.path))) for axis in data.params]
+    budget = summarize_budget(data.directory, data.space.num_trials)
+    if budget:  # its limits and spending, what ended the sweep, the trials cut and not started
+        rows.append(("budget", format_budget(budget).removeprefix("budget: ")))
     rows.append(("disk used", f"{format_bytes(data.disk_bytes)} ({data.disk_bytes:,} bytes)"))
     return rows
 

@@ -54,6 +54,10 @@ class ResourcePlan:
             return {"cpu": 0, "memory": DRIVER_MEMORY}
         return {"cpu": self.cpus_per_worker, "gpu": self.gpus_per_worker}
 
+    @property
+    def gpus_per_trial(self) -> float:
+        return self.workers * self.gpus_per_worker
+
     def resources(self) -> dict[str, float]:
         """As ``sweep.resources``."""
         return {"workers": self.workers, "cpus_per_worker": self.cpus_per_worker, "gpus_per_worker": self.gpus_per_worker}

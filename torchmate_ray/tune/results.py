@@ -18,6 +18,7 @@ from torchmate_ray.lightning.errors import ConfigError
 from torchmate_ray.lightning.files import module_name
 from torchmate_ray.tune.best import (BEST_DIR, CONFIG_FILE, MODEL_FILE, export_best, format_bytes,
                                      measure_disk)
+from torchmate_ray.tune.budget_settings import summarize_budget
 from torchmate_ray.tune.checkpoint_files import KeepRule
 from torchmate_ray.tune.domains import varied_paths
 from torchmate_ray.tune.rows import ENDED, TrialRow, best_trial, count_statuses, format_value, score_label
@@ -46,6 +47,7 @@ def write_results(rows: list[TrialRow], space: SearchSpace, directory: Path, wal
         "wall_seconds": round(wall_seconds, 1),
         **({"timings": dict(timings)} if timings else {}),
         "errors": {r.trial_id: r.error for r in rows if r.error},
+        "budget": summarize_budget(directory, space.num_trials),
         **write_best(best, space, directory),
     }
     write_leaderboard_csv(rows, space, directory / "leaderboard.csv")

@@ -15,16 +15,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ray.tune.search.sample import Categorical, Domain, Function, Integer, Quantized
+from ray.tune.search.sample import Categorical, Domain
 from ray.tune.search.variant_generator import generate_variants
 
 from torchmate_ray.lightning.build import copy_config
 from torchmate_ray.lightning.configure import check_config, configure_model_data, configure_trainer
 from torchmate_ray.lightning.errors import ConfigError, describe, suggest
 from torchmate_ray.lightning.files import apply_overrides, load_python_file
+from torchmate_ray.tune.budget_settings import check_budgets
 from torchmate_ray.tune.choices import (DEFAULT_SCHEDULER, DEFAULT_SEARCHER, SCHEDULERS, SEARCHERS, describe_choice,
                                         read_choice)
-from torchmate_ray.tune.domains import FoundDomain, find_domains
+from torchmate_ray.tune.domains import FoundDomain, describe_domain, find_domains  # noqa: F401  (tests import it here)
 from torchmate_ray.tune.monitors import check_monitors
 from torchmate_ray.tune.rows import RAY_SCOPES, parse_score
 from torchmate_ray.tune.trackers import DEFAULT_TRACKER, read_tracker
@@ -55,6 +56,9 @@ class SweepSettings:
     keep_best: int | None = 1          # per trial: the newest checkpoint plus the best k by the metric; None: all
     address: str | None = None         # command line only (--address)
     tracker: str = DEFAULT_TRACKER     # a name from trackers.TRACKERS: one tracker run per trial
+    time_budget: float | str | None = None  # the sweep's wall time: seconds, or "90s", "30m", "1.5h" (budget.py)
+    epoch_budget: int | None = None    # epochs of all trials together
+    gpu_hours: float | None = None     # GPU-hours of all trials together (each trial's GPUs x its time)
 
 
 @dataclass
@@ -142,6 +146,7 @@ def _check_settings(s: SweepSettings) -> None:
     read_choice(SCHEDULERS, s.scheduler, "sweep.scheduler")
     _check_seed(s)
     _check_score(s.score)
+    check_budgets(s.time_budget, s.epoch_budget, s.gpu_hours)
     read_tracker(s.tracker, "sweep.tracker")  # its package is checked when the sweep starts (trackers.py)
     if s.keep_best is not None and (not _is_int(s.keep_best) or s.keep_best < 0):
         raise ConfigError("sweep.keep_best", f"expected an int >= 0 (the best checkpoints kept per trial besides the "
@@ -189,38 +194,6 @@ def _check_seed(s: SweepSettings) -> None:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-# --- domains ----------------------------------------------------------------------------------
-def describe_domain(domain: Any) -> str:
-    """``loguniform(0.0001, 0.1)``, ``choice(['Adam', 'SGD'])``, ``grid_search([32, 64])``, ..."""
-    if isinstance(domain, Mapping):
-        return f"grid_search({_short(domain['grid_search'])})"
-    if isinstance(domain, Categorical):
-        return f"choice({_short(domain.categories)})"
-    if isinstance(domain, Function):
-        return f"sample_from({getattr(domain.func, '__name__', 'function')})"
-    sampler = domain.get_sampler()
-    quantized = isinstance(sampler, Quantized)
-    base = sampler.sampler if quantized else sampler
-    kind = type(base).__name__.lstrip("_").lower()
-    if isinstance(domain, Integer):
-        kind = {"uniform": "randint", "loguniform": "lograndint"}.get(kind, kind)
-    prefix, q = ("q", f", {sampler.q}") if quantized else ("", "")
-    if kind == "normal":
-        return f"{prefix}randn({base.mean}, {base.sd}{q})"
-    return f"{prefix}{kind}({domain.lower}, {domain.upper}{q})"
-
-
-def _short(values: Any) -> str:
-    text = repr([_name(v) for v in values])
-    return text if len(text) <= 80 else text[:77] + "...]"
-
-
-def _name(value: Any) -> Any:
-    if isinstance(value, Mapping) and "name" in value:
-        return f"{{name: {_name(value['name'])}, ...}}"
-    return getattr(value, "__name__", value)
 
 
 # --- validation -------------------------------------------------------------------------------

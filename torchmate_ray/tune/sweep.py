@@ -14,14 +14,16 @@ from typing import Any
 import ray
 from ray import tune
 from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
-from ray.tune.search import BasicVariantGenerator
+from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, SearchGenerator, Searcher
 
 from torchmate_ray.lightning.build import call_checked
 from torchmate_ray.lightning.configure import configure_data
 from torchmate_ray.lightning.errors import ConfigError
 from torchmate_ray.lightning.files import module_name
+from torchmate_ray.tune.budget import BudgetedSearch, SweepBudget, build_budget
+from torchmate_ray.tune.budget_settings import check_budget_plan, describe_budget, has_budget, planned_epochs
 from torchmate_ray.tune.checkpoints import KeepRule
-from torchmate_ray.tune.choices import SCHEDULERS, SEARCHERS, read_choice
+from torchmate_ray.tune.choices import SCHEDULERS, SEARCHERS, list_milestones, read_choice
 from torchmate_ray.tune.domains import find_domains
 from torchmate_ray.tune.experiment import Experiment
 from torchmate_ray.tune.interrupt import Interruption
@@ -60,8 +62,20 @@ def plan_sweep(space: SearchSpace) -> ResourcePlan:
     return plan_resources(space.settings, local_nodes(), space.num_trials)
 
 
+def describe_plan(space: SearchSpace, plan: ResourcePlan) -> list[str]:
+    """What ``--dry-run`` says of the plan: the resources, then what the budgets hold of it."""
+    s = space.settings
+    if not has_budget(s):
+        return plan.describe()
+    _, choice, cfg = read_choice(SCHEDULERS, s.scheduler, "sweep.scheduler")
+    rungs = choice.arguments(cfg, {"max_t": space.max_epochs})["reduction_factor"] if choice.rungs else None
+    planned = planned_epochs(space.num_trials, space.max_epochs, list_milestones(s.scheduler, space.max_epochs), rungs)
+    return [*plan.describe(), "budget:", *(f"  {line}" for line in describe_budget(
+        s, planned, space.num_trials * space.max_epochs, plan.max_concurrent, plan.gpus_per_trial))]
+
+
 def run_sweep(space: SearchSpace, plan: ResourcePlan, experiment: Experiment, retry_errored: bool = False,
-              verbose: bool = False, early_ray: EarlyRay | None = None) -> SweepRun:
+              verbose: bool = False, early_ray: EarlyRay | None = None, started_at: float | None = None) -> SweepRun:
     """Run (or resume: ``experiment.resume``) the sweep of ``space`` under ``plan`` and return its results.
 
     Resuming keeps finished trials as they are and continues interrupted ones from their last
@@ -70,11 +84,14 @@ def run_sweep(space: SearchSpace, plan: ResourcePlan, experiment: Experiment, re
     nothing here checks names. The pre-flight (data, cache, Ray, storage) may still refuse the sweep, before
     anything is written; once it passes, the experiment keeps its invocation (``Experiment.accept``). Progress
     shows as a compact table (progress.py), or with ``verbose`` as Ray Tune's own output. ``early_ray``: the
-    local Ray the command started before it knew the plan (used if it fits the plan).
+    local Ray the command started before it knew the plan (used if it fits the plan). ``started_at``: the
+    command's start (``time.time()``; None: now), from which a time budget counts.
     """
     path, resume = experiment.directory, experiment.resume
     trial_config = prepare_trial_config(space)
-    run_config = build_run_config(space, path, verbose)  # may refuse: before Ray starts
+    budget = build_budget(space.settings, plan.gpus_per_trial, space.max_epochs, path,
+                          time.time() if started_at is None else started_at)
+    run_config = build_run_config(space, path, verbose, budget)  # may refuse: before Ray starts
     data = configure_data(sample_configs(trial_config)[0])
     data.prepare_data()  # download once, here, not in every trial
     cache = build_shared_cache(data, trial_config)
@@ -97,7 +114,7 @@ def run_sweep(space: SearchSpace, plan: ResourcePlan, experiment: Experiment, re
     trainable = tune.with_resources(tune.with_parameters(train_trial, layout=layout), plan.bundle)
     experiment.accept(plan.resources())  # as planned: GPU shares included
     # the command refused what it cannot search before (cli.run_tune); Optuna keeps its study in the experiment
-    tune_config = build_tune_config(space, plan, path)
+    tune_config = build_tune_config(space, plan, path, budget)
     # a searcher with a space of its own (Optuna's define-by-run) draws whole configs: Tune's must hold no domain
     param_space = {} if getattr(tune_config.search_alg, "draws_whole_configs", False) else trial_config
     started = time.monotonic()
@@ -108,25 +125,35 @@ def run_sweep(space: SearchSpace, plan: ResourcePlan, experiment: Experiment, re
                     record.unlink()
             tuner = tune.Tuner.restore(str(path), trainable, param_space=param_space, resume_unfinished=True,
                                        resume_errored=retry_errored)
-            restore_run_output(tuner, run_config)
+            restore_run_output(tuner, run_config, budget)
         else:
             tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
         results = tuner.fit()
-    progress = next((c for c in run_config.callbacks if isinstance(c, SweepProgress)), None)
+    progress = find_progress(run_config)
     return SweepRun(results, path, plan, time.monotonic() - started,
                     first_result_at=progress.first_result_at if progress else None, ended_at=time.time(),
                     interrupted_by=interruption.signal_name)
 
 
-def restore_run_output(tuner: tune.Tuner, run_config: RunConfig) -> None:
+def restore_run_output(tuner: tune.Tuner, run_config: RunConfig, budget: SweepBudget | None = None) -> None:
     """Give a restored tuner this run's output settings (progress display or ``--verbose``).
 
     ``Tuner.restore`` brings back the RunConfig saved when the sweep began (tuner.pkl) and takes no
     other, and Ray 2.60's Tuner has no public way to change it; Ray's own answer is to reach it through
-    the tuner (ray#41364). The package's one read of a private Ray attribute.
+    the tuner (ray#41364). The package's one read of a private Ray attribute. The restored budget (which the
+    restored searcher holds too) counts this command's time from its start (``budget``'s).
     """
     restored = tuner._local_tuner.get_run_config()
     restored.callbacks, restored.verbose = run_config.callbacks, run_config.verbose
+    kept = restored.stop if isinstance(restored.stop, SweepBudget) else None
+    if kept is not None and budget is not None:
+        kept.started_at = budget.started_at
+    if find_progress(restored) is not None:  # the budget it shows: the restored one, which the sweep keeps
+        find_progress(restored).budget = kept
+
+
+def find_progress(run_config: RunConfig) -> SweepProgress | None:
+    return next((c for c in run_config.callbacks if isinstance(c, SweepProgress)), None)
 
 
 def build_shared_cache(data: Any, config: Mapping[str, Any]) -> dict[str, tuple[Any, Any]] | None:
@@ -183,32 +210,39 @@ def _write_probe(directory: str, name: str) -> str | None:
         return str(err)
 
 
-def build_tune_config(space: SearchSpace, plan: ResourcePlan, experiment_dir: Path | None = None) -> TuneConfig:
+def build_tune_config(space: SearchSpace, plan: ResourcePlan, experiment_dir: Path | None = None,
+                      budget: SweepBudget | None = None) -> TuneConfig:
     """Tune's config: the scheduler and searcher (each refused here, a dry run's as a real one's), concurrency.
-    ``experiment_dir``: where a searcher that keeps state of its own (Optuna's study) keeps it; None: nowhere."""
+    ``experiment_dir``: where a searcher that keeps state of its own (Optuna's study) keeps it; None: nowhere.
+    ``budget``: draws a new trial only while it holds one (budget.BudgetedSearch)."""
     s = space.settings
+    check_budget_plan(s, plan.gpus_per_trial)
     searcher = build_searcher(space, plan.max_concurrent, prepare_trial_config(space), experiment_dir)
+    if budget is not None:  # around Tune's own search algorithm, which holds a Searcher (Optuna) to the concurrency
+        if not isinstance(searcher, BasicVariantGenerator):
+            searcher = SearchGenerator(ConcurrencyLimiter(searcher, plan.max_concurrent))
+        searcher = BudgetedSearch(searcher, budget)
     return TuneConfig(metric=s.metric, mode=s.mode, num_samples=s.num_samples,
                       scheduler=build_scheduler(space), search_alg=searcher,
                       # Tune applies it to a Searcher (Optuna); random search takes it itself
-                      max_concurrent_trials=(None if isinstance(searcher, BasicVariantGenerator)
-                                             else plan.max_concurrent),
+                      max_concurrent_trials=(plan.max_concurrent if isinstance(searcher, Searcher) else None),
                       # Warm actors save a process start per trial; a multi-worker trial's driver is still
                       # inside TorchTrainer.fit when Tune tries to reset it, and that reset hangs the sweep.
                       reuse_actors=plan.workers == 1,
                       trial_dirname_creator=lambda trial: trial.trial_id)
 
 
-def build_run_config(space: SearchSpace, path: Path, verbose: bool = False) -> RunConfig:
+def build_run_config(space: SearchSpace, path: Path, verbose: bool = False,
+                     budget: SweepBudget | None = None) -> RunConfig:
     """Tune's run config. The checkpoints that go through Tune (PBT's) are all kept: Tune deletes old ones as new ones come, and
     a driver killed before its next state snapshot then resumes trials from a checkpoint that no longer
     exists ("Could not recover from checkpoint", seen with 1 and with 2 kept). Refuses a tracker
-    (``sweep.tracker``) whose package or credentials are missing."""
+    (``sweep.tracker``) whose package or credentials are missing. ``budget``: the run's stopper."""
     s = space.settings
-    return RunConfig(name=path.name, storage_path=str(path.parent), verbose=1 if verbose else 0,
+    return RunConfig(name=path.name, storage_path=str(path.parent), verbose=1 if verbose else 0, stop=budget,
                      callbacks=[ResultRecord(str(path)), FailureBudget(str(path), s.max_failures),
                                 *build_tracker_callbacks(s.tracker, path),
-                                *([] if verbose else [build_progress(space, TIME_ATTR)])],
+                                *([] if verbose else [build_progress(space, TIME_ATTR, budget)])],
                      checkpoint_config=CheckpointConfig(num_to_keep=None),  # PBT's, through Tune: all kept
                      # Tune counts every failure alike: FailureBudget ends a trial whose own code raised once
                      # more than max_failures allows, and the rest of the budget is for processes that died

@@ -1,0 +1,82 @@
+"""A sweep's budgets, --time-budget and --epoch-budget: kept while the sweep runs, and what was cut written down.
+Each real sweep is 8 trials of 4 epochs (each epoch held 1 s), 2 at a time: far more than its budget holds."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from spaces import EPOCH_LOG, Code, epoch_log, tiny_space
+from torchmate_ray.lightning.errors import ConfigError
+from torchmate_ray.tune.budget_settings import parse_duration, planned_epochs
+
+TUNE = str(Path(sys.executable).parent / "torchmate-tune")
+
+
+@pytest.mark.parametrize("given, seconds", [(90, 90.0), ("90", 90.0), ("45s", 45.0), ("30m", 1800.0),
+                                            ("1.5h", 5400.0), (" 2 m ", 120.0), (".5h", 1800.0)])
+def test_a_duration_is_read_in_seconds_minutes_or_hours(given, seconds):
+    assert parse_duration(given, "sweep.time_budget") == seconds
+
+
+@pytest.mark.parametrize("given", ["10x", "", "-5s", "0", 0, True, "1h30m", float("inf")])
+def test_what_is_no_duration_is_refused_by_its_key(given):
+    with pytest.raises(ConfigError, match=r"^--time-budget: expected a duration > 0 such as 90s, 30m or 1.5h, got "):
+        parse_duration(given, "--time-budget")
+
+
+def test_the_plans_epochs_follow_ashas_rungs():
+    """27 trials under rungs 1, 3, 9 (reduction 3): 27 reach epoch 1, 9 go on to 3, 3 to 9."""
+    assert planned_epochs(27, 9, [1, 3, 9], 3) == 27 * 1 + 9 * 2 + 3 * 6
+    assert planned_epochs(27, 9, list(range(1, 10)), None) == 27 * 9
+
+
+def run_budgeted_sweep(tmp_path: Path, *flags: str) -> tuple[subprocess.CompletedProcess, Path, dict]:
+    space = tmp_path / "space.py"
+    space.write_text(tiny_space(tmp_path / "data", code=EPOCH_LOG, sweep={
+        "metric": "val/loss", "mode": "min", "num_samples": 8, "scheduler": "fifo"}, overrides={
+        "optimizer.cfg.lr": Code("tune.loguniform(1e-3, 1e-1)"), "training.max_epochs": 4,
+        "training.callbacks": [epoch_log(tmp_path / "epochs.log", 1.0)]}))
+    run = subprocess.run([TUNE, str(space), "--storage-path", str(tmp_path / "results"), "--name", "exp", *flags],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    experiment = tmp_path / "results" / "exp"
+    return run, experiment, json.loads((experiment / "summary.json").read_text())
+
+
+def reported_epochs(experiment: Path) -> dict[str, list[dict]]:
+    """Each trial's reported epochs, as its result.json holds them."""
+    return {path.parent.name: [json.loads(line) for line in path.read_text().splitlines()]
+            for path in experiment.glob("*/result.json")}
+
+
+@pytest.mark.slow
+def test_a_time_budget_ends_the_sweep_within_it_plus_one_epoch_and_says_what_was_cut(tmp_path):
+    run, experiment, summary = run_budgeted_sweep(tmp_path, "--time-budget", "25s")
+    budget, epochs = summary["budget"], reported_epochs(experiment)
+    longest_epoch = max(result["time_this_iter_s"] for results in epochs.values() for result in results[1:])
+    assert summary["timings"]["end_s"] <= 25 + longest_epoch + 1  # Tune's loop looks at the budget once a step
+    assert budget["ended_by"] == "time budget" and budget["limits"]["seconds"] == 25
+    started = json.loads((experiment / "budget.json").read_text())["state"]["started"]
+    assert budget["not_started"] >= 1 and budget["not_started"] + len(started) == 8
+    for trial_id, cut in budget["cut"].items():  # a cut trial kept the epochs it reported, short of its 4
+        assert cut["by"] == "time budget" and cut["epochs"] == len(epochs.get(trial_id, [])) < 4
+    assert budget["spent"]["epochs"] == sum(map(len, epochs.values())) == summary["epochs_run"]
+    assert "budget 0:" in run.stdout and "ended by the time budget" in run.stdout  # the live lines and the end
+
+
+@pytest.mark.slow
+def test_an_epoch_budget_is_never_exceeded(tmp_path):
+    """Counted in the trials' files: the epochs reported, and the epochs the trials began."""
+    run, experiment, summary = run_budgeted_sweep(tmp_path, "--epoch-budget", "5")
+    epochs = reported_epochs(experiment)
+    begun = [line for line in (tmp_path / "epochs.log").read_text().splitlines() if not line.endswith(" end")]
+    assert sum(map(len, epochs.values())) == len(begun) == summary["budget"]["spent"]["epochs"] == 5
+    assert summary["budget"]["ended_by"] == "epoch budget" and summary["budget"]["not_started"] >= 1
+    assert set(summary["budget"]["cut"]) <= set(epochs) and all(
+        cut["epochs"] == len(epochs[trial_id]) for trial_id, cut in summary["budget"]["cut"].items())
+    assert "epochs 5 of 5" in run.stdout
