@@ -1,9 +1,12 @@
-"""A sweep's budgets, --time-budget and --epoch-budget: kept while the sweep runs, and what was cut written down.
-Each real sweep is 8 trials of 4 epochs (each epoch held 1 s), 2 at a time: far more than its budget holds."""
+"""A sweep's budgets, --time-budget and --epoch-budget: kept while the sweep runs and across an interruption, and
+what was cut written down. Each real sweep is 8 trials of 4 epochs (each epoch held 1 s), 2 at a time: far more
+than its budget holds."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -35,12 +38,16 @@ def test_the_plans_epochs_follow_ashas_rungs():
     assert planned_epochs(27, 9, list(range(1, 10)), None) == 27 * 9
 
 
+def budgeted_space(tmp_path: Path, **budget: object) -> str:
+    return tiny_space(tmp_path / "data", code=EPOCH_LOG, sweep={
+        "metric": "val/loss", "mode": "min", "num_samples": 8, "scheduler": "fifo", **budget}, overrides={
+        "optimizer.cfg.lr": Code("tune.loguniform(1e-3, 1e-1)"), "training.max_epochs": 4,
+        "training.callbacks": [epoch_log(tmp_path / "epochs.log", 1.0)]})
+
+
 def run_budgeted_sweep(tmp_path: Path, *flags: str) -> tuple[subprocess.CompletedProcess, Path, dict]:
     space = tmp_path / "space.py"
-    space.write_text(tiny_space(tmp_path / "data", code=EPOCH_LOG, sweep={
-        "metric": "val/loss", "mode": "min", "num_samples": 8, "scheduler": "fifo"}, overrides={
-        "optimizer.cfg.lr": Code("tune.loguniform(1e-3, 1e-1)"), "training.max_epochs": 4,
-        "training.callbacks": [epoch_log(tmp_path / "epochs.log", 1.0)]}))
+    space.write_text(budgeted_space(tmp_path))
     run = subprocess.run([TUNE, str(space), "--storage-path", str(tmp_path / "results"), "--name", "exp", *flags],
                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
@@ -61,7 +68,7 @@ def test_a_time_budget_ends_the_sweep_within_it_plus_one_epoch_and_says_what_was
     longest_epoch = max(result["time_this_iter_s"] for results in epochs.values() for result in results[1:])
     assert summary["timings"]["end_s"] <= 25 + longest_epoch + 1  # Tune's loop looks at the budget once a step
     assert budget["ended_by"] == "time budget" and budget["limits"]["seconds"] == 25
-    started = json.loads((experiment / "budget.json").read_text())["state"]["started"]
+    started = json.loads((experiment / "budget.jsonl").read_text())["state"]["started"]
     assert budget["not_started"] >= 1 and budget["not_started"] + len(started) == 8
     for trial_id, cut in budget["cut"].items():  # a cut trial kept the epochs it reported, short of its 4
         assert cut["by"] == "time budget" and cut["epochs"] == len(epochs.get(trial_id, [])) < 4
@@ -70,13 +77,23 @@ def test_a_time_budget_ends_the_sweep_within_it_plus_one_epoch_and_says_what_was
 
 
 @pytest.mark.slow
-def test_an_epoch_budget_is_never_exceeded(tmp_path):
-    """Counted in the trials' files: the epochs reported, and the epochs the trials began."""
-    run, experiment, summary = run_budgeted_sweep(tmp_path, "--epoch-budget", "5")
-    epochs = reported_epochs(experiment)
-    begun = [line for line in (tmp_path / "epochs.log").read_text().splitlines() if not line.endswith(" end")]
-    assert sum(map(len, epochs.values())) == len(begun) == summary["budget"]["spent"]["epochs"] == 5
+def test_an_epoch_budget_is_never_exceeded_across_an_interruption(tmp_path):
+    """Counted in the trials' files (the epochs reported, and the epochs begun): the sweep is stopped (Ctrl-C) after
+    its third epoch began, then resumed; the resumed run spends what is left of the 7 epochs, not 7 more."""
+    from test_resume import start_sweep, wait_for
+
+    driver, log, experiment = start_sweep(tmp_path, budgeted_space(tmp_path, epoch_budget=7))  # set in the file
+    wait_for(driver, log, lambda epochs: sum(map(len, epochs.values())) >= 3)
+    os.killpg(driver.pid, signal.SIGINT)
+    assert driver.wait(timeout=120) == 130, driver.stderr.read()[-3000:]
+    assert 1 <= json.loads((experiment / "budget.jsonl").read_text())["state"]["epochs"] < 7
+    run = subprocess.run([TUNE, str(experiment), "--resume"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    summary, epochs = json.loads((experiment / "summary.json").read_text()), reported_epochs(experiment)
+    begun = [line for line in log.read_text().splitlines() if not line.endswith(" end")]
+    assert sum(map(len, epochs.values())) == summary["budget"]["spent"]["epochs"] == 7
+    assert len(begun) <= 7 + 2  # the two trials killed by Ctrl-C began an epoch they then trained again
     assert summary["budget"]["ended_by"] == "epoch budget" and summary["budget"]["not_started"] >= 1
     assert set(summary["budget"]["cut"]) <= set(epochs) and all(
         cut["epochs"] == len(epochs[trial_id]) for trial_id, cut in summary["budget"]["cut"].items())
-    assert "epochs 5 of 5" in run.stdout
+    assert "epochs 7 of 7" in run.stdout

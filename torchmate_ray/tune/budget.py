@@ -13,7 +13,8 @@ What fits: an epoch budget counts the epochs done plus one for every trial under
 Tune lets it start the next only after its report), so it is never exceeded. A time budget (wall clock from the
 command's start) takes each trial's last epoch, and for a new trial the mean time from its draw to its first
 report. A GPU budget (GPU-seconds: each trial's GPUs times its time) does the same with the GPUs of the trials
-under way. The state is kept in ``budget.json`` in the experiment, so that a resumed sweep spends what is left.
+under way. The state is kept in ``budget.jsonl`` in the experiment, so that a resumed sweep spends what is left;
+in the driver it is one ``BudgetState`` per experiment, which every copy of the keeper shares (``LIVE``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,43 @@ from ray.tune.stopper import Stopper
 
 from torchmate_ray.tune.budget_settings import BUDGET_FILE, read_json
 from torchmate_ray.tune.record import EPOCHS
+
+@dataclass
+class BudgetState:
+    """What a sweep has spent of its budget, and where its trials stand."""
+
+    began: float                    # the sweep's start (the command's), the time spent before a resume taken off
+    epochs_done: int = 0
+    gpu_seconds_done: float = 0.0   # of the trials that ended
+    epochs_of: dict[str, int] = field(default_factory=dict)   # trial -> its epochs done
+    cut: dict[str, dict[str, Any]] = field(default_factory=dict)  # trial -> its epochs done, which budget cut it
+    started: list[str] = field(default_factory=list)
+    running: dict[str, float] = field(default_factory=dict)   # trial -> when it was drawn (or resumed)
+    epoch_s: dict[str, float] = field(default_factory=dict)   # trial -> its last epoch's seconds
+    later_epoch_s: dict[str, float] = field(default_factory=dict)  # the same, from its second epoch on
+    first_epoch_s: list[float] = field(default_factory=list)  # per trial: from its draw to its first report
+    ended_by: str | None = None
+
+    @classmethod
+    def load(cls, directory: Path, started_at: float, now: float) -> BudgetState:
+        """The state so far: none for a new sweep; for a resumed one, ``budget.jsonl``'s."""
+        saved = read_json(directory / BUDGET_FILE).get("state", {})
+        return cls(began=started_at - saved.get("seconds", 0.0), epochs_done=saved.get("epochs", 0),
+                   gpu_seconds_done=saved.get("gpu_seconds", 0.0),
+                   epochs_of=saved.get("epochs_of", {}), cut=saved.get("cut", {}), started=saved.get("started", []),
+                   running=dict.fromkeys(saved.get("running", []), now),
+                   first_epoch_s=saved.get("first_epoch_s", []))
+
+
+# experiment directory -> its budget's state in this process; open_budget starts it anew for each run of the sweep
+LIVE: dict[str, BudgetState] = {}
+
+
+def open_budget(budget: SweepBudget) -> None:
+    """A run of the sweep begins (a new one, or a resume): its state is read again, its time counted from
+    ``budget.started_at``."""
+    LIVE[budget.experiment_dir] = BudgetState.load(Path(budget.experiment_dir), budget.started_at, budget.clock())
+
 
 class SweepBudget(Stopper):
     """The budgets of one sweep and what it has spent of them (see the module's docstring)."""
@@ -39,90 +78,74 @@ class SweepBudget(Stopper):
         self.gpus_per_trial, self.max_epochs, self.experiment_dir = gpus_per_trial, max_epochs, experiment_dir
         self.started_at = started_at  # the command's start (``clock``): a time budget counts from it
         self.clock = clock
-        self._began: float | None = None  # the sweep's start, the time spent before a resume taken off
 
-    def _begin(self) -> None:
-        """The first call of this run: the state so far (none for a new sweep, ``budget.json`` for a resumed one)."""
-        if self._began is not None:
-            return
-        saved = read_json(Path(self.experiment_dir, BUDGET_FILE)).get("state", {})
-        now = self.clock()
-        self._began = self.started_at - saved.get("seconds", 0.0)
-        self.epochs_done: int = saved.get("epochs", 0)
-        self.gpu_seconds_done: float = saved.get("gpu_seconds", 0.0)
-        self.iterations: dict[str, int] = saved.get("iterations", {})  # trial -> the last report counted
-        self.epochs_of: dict[str, int] = saved.get("epochs_of", {})     # trial -> its epochs done
-        self.cut: dict[str, dict[str, Any]] = saved.get("cut", {})     # trial -> epochs done, which budget
-        self.started: list[str] = saved.get("started", [])
-        self.running = {trial_id: now for trial_id in saved.get("running", [])}  # trial -> drawn (or resumed) at
-        self.epoch_s: dict[str, float] = {}  # trial -> its last epoch's seconds
-        self.later_epoch_s: dict[str, float] = {}  # the same, from its second epoch on
-        self.first_epoch_s: list[float] = saved.get("first_epoch_s", [])  # draw to first report, per trial
-        self.ended_by: str | None = None
+    @property
+    def state(self) -> BudgetState:
+        """What the sweep has spent, shared by every copy of this keeper in the process (Tune restores the stopper
+        from its state snapshot and the searcher from tuner.pkl: two copies of it)."""
+        state = LIVE.get(self.experiment_dir)
+        if state is None:
+            state = LIVE[self.experiment_dir] = BudgetState.load(Path(self.experiment_dir), self.started_at,
+                                                                 self.clock())
+        return state
 
     # --- what the hooks tell it ----------------------------------------------------------------------
     def trial_drawn(self, trial_id: str) -> None:
-        self._begin()
-        self.running[trial_id] = self.clock()
-        self.started.append(trial_id)
+        self.state.running[trial_id] = self.clock()
+        self.state.started.append(trial_id)
         self._save()
 
     def trial_ended(self, trial_id: str) -> None:
-        self._begin()
-        if trial_id in self.running:
-            self.gpu_seconds_done += self.gpus_per_trial * (self.clock() - self.running.pop(trial_id))
+        if trial_id in self.state.running:
+            self.state.gpu_seconds_done += self.gpus_per_trial * (self.clock() - self.state.running.pop(trial_id))
             self._save()
 
     def __call__(self, trial_id: str, result: Mapping[str, Any]) -> bool:
         """Tune's stopper, at each report: count the epoch; True stops the trial (its next epoch does not fit)."""
-        self._begin()
-        iteration = int(result.get("training_iteration", 0) or 0)
-        if iteration <= self.iterations.get(trial_id, 0) or result.get("done"):
-            return False  # a report already counted (Tune's final one repeats the last)
-        self.iterations[trial_id] = iteration
-        self.epochs_done += 1
-        if trial_id not in self.epoch_s and trial_id in self.running:
-            self.first_epoch_s.append(self.clock() - self.running[trial_id])
-        self.running.setdefault(trial_id, self.clock())
+        if result.get("done"):
+            return False  # Tune's last result of a trial repeats its last report, already counted
+        first_here = trial_id not in self.state.epoch_s  # its first report in this run
+        self.state.epochs_done += 1
+        if first_here and trial_id in self.state.running:
+            self.state.first_epoch_s.append(self.clock() - self.state.running[trial_id])
+        self.state.running.setdefault(trial_id, self.clock())
         seconds = float(result.get("time_this_iter_s") or 0.0)
-        if trial_id in self.epoch_s or iteration > 1:  # a first report's time holds the trial's setup too
-            self.later_epoch_s[trial_id] = seconds
-        self.epoch_s[trial_id] = seconds
-        epochs = self.epochs_of[trial_id] = int(result.get(EPOCHS, 0) or 0)
+        if not first_here:  # a trial's first report in a run: its time holds the trial's setup too
+            self.state.later_epoch_s[trial_id] = seconds
+        self.state.epoch_s[trial_id] = seconds
+        epochs = self.state.epochs_of[trial_id] = int(result.get(EPOCHS, 0) or 0)
         why = self.may_continue(trial_id) if epochs < self.max_epochs else None
         if why:
-            self.cut[trial_id] = {"epochs": epochs, "by": why}
+            self.state.cut[trial_id] = {"epochs": epochs, "by": why}
         self._save()
         return why is not None
 
     def stop_all(self) -> bool:
         """Tune asks at every step: True ends the sweep (pending trials never start, running ones stop)."""
-        self._begin()
-        if self.ended_by is None:
+        if self.state.ended_by is None:
             now = self.clock()
-            if self.seconds is not None and now - self._began >= self.seconds:
-                self.ended_by = "time budget"
+            if self.seconds is not None and now - self.state.began >= self.seconds:
+                self.state.ended_by = "time budget"
             elif self.gpu_hours is not None and self._gpu_seconds(now) >= self.gpu_hours * 3600:
-                self.ended_by = "GPU budget"
-            elif not self.running and (why := self._start_refused()):
-                self.ended_by = why
-            if self.ended_by:
-                for trial_id in self.running:  # stopped in the epoch that could not end in time
-                    self.cut.setdefault(trial_id, {"epochs": self.epochs_of.get(trial_id, 0), "by": self.ended_by})
+                self.state.ended_by = "GPU budget"
+            elif not self.state.running and (why := self._start_refused()):
+                self.state.ended_by = why
+            if self.state.ended_by:
+                for trial_id in self.state.running:  # stopped in the epoch that could not end in time
+                    self.state.cut.setdefault(trial_id, {"epochs": self.state.epochs_of.get(trial_id, 0), "by": self.state.ended_by})
                 self._save()
-        return self.ended_by is not None
+        return self.state.ended_by is not None
 
     # --- what fits ----------------------------------------------------------------------------------
     def may_start(self) -> bool:
-        self._begin()
         return self._start_refused() is None
 
     def may_continue(self, trial_id: str) -> str | None:
         """None if ``trial_id``'s next epoch fits; else the budget it does not fit."""
         now, epoch = self.clock(), self._next_epoch_s(trial_id)
-        if self.epochs is not None and self.epochs_done + len(self.running) > self.epochs:
+        if self.epochs is not None and self.state.epochs_done + len(self.state.running) > self.epochs:
             return "epoch budget"
-        if self.seconds is not None and now + epoch > self._began + self.seconds:
+        if self.seconds is not None and now + epoch > self.state.began + self.seconds:
             return "time budget"
         if self.gpu_hours is not None and self._gpu_committed(now) > self.gpu_hours * 3600:
             return "GPU budget"
@@ -130,16 +153,16 @@ class SweepBudget(Stopper):
 
     def _next_epoch_s(self, trial_id: str) -> float:
         """A trial's next epoch: as its last one; after its first (which held its setup), as the others' last."""
-        if trial_id in self.later_epoch_s or not self.later_epoch_s:
-            return self.later_epoch_s.get(trial_id, self.epoch_s.get(trial_id, 0.0))
-        return sum(self.later_epoch_s.values()) / len(self.later_epoch_s)
+        if trial_id in self.state.later_epoch_s or not self.state.later_epoch_s:
+            return self.state.later_epoch_s.get(trial_id, self.state.epoch_s.get(trial_id, 0.0))
+        return sum(self.state.later_epoch_s.values()) / len(self.state.later_epoch_s)
 
     def _start_refused(self) -> str | None:
         now = self.clock()
-        first = sum(self.first_epoch_s) / len(self.first_epoch_s) if self.first_epoch_s else 0.0
-        if self.epochs is not None and self.epochs_done + len(self.running) + 1 > self.epochs:
+        first = sum(self.state.first_epoch_s) / len(self.state.first_epoch_s) if self.state.first_epoch_s else 0.0
+        if self.epochs is not None and self.state.epochs_done + len(self.state.running) + 1 > self.epochs:
             return "epoch budget"
-        if self.seconds is not None and now + first >= self._began + self.seconds:
+        if self.seconds is not None and now + first >= self.state.began + self.seconds:
             return "time budget"
         if self.gpu_hours is not None and (self._gpu_committed(now) + self.gpus_per_trial * first
                                            >= self.gpu_hours * 3600):
@@ -147,11 +170,11 @@ class SweepBudget(Stopper):
         return None
 
     def _gpu_seconds(self, now: float) -> float:
-        return self.gpu_seconds_done + self.gpus_per_trial * sum(now - at for at in self.running.values())
+        return self.state.gpu_seconds_done + self.gpus_per_trial * sum(now - at for at in self.state.running.values())
 
     def _gpu_committed(self, now: float) -> float:
         """GPU-seconds spent, plus the epoch under way of every running trial."""
-        return self._gpu_seconds(now) + self.gpus_per_trial * sum(self._next_epoch_s(t) for t in self.running)
+        return self._gpu_seconds(now) + self.gpus_per_trial * sum(self._next_epoch_s(t) for t in self.state.running)
 
     # --- what it tells -------------------------------------------------------------------------------
     def limits(self) -> dict[str, Any]:
@@ -161,26 +184,24 @@ class SweepBudget(Stopper):
         """``budget 0:42 of 1:00, epochs 37 of 40``: what the live progress shows."""
         from torchmate_ray.tune.progress_text import format_duration
 
-        self._begin()
         now, parts = self.clock(), []
         if self.seconds is not None:
-            parts.append(f"{format_duration(now - self._began)} of {format_duration(self.seconds)}")
+            parts.append(f"{format_duration(now - self.state.began)} of {format_duration(self.seconds)}")
         if self.epochs is not None:
-            parts.append(f"epochs {self.epochs_done} of {self.epochs}")
+            parts.append(f"epochs {self.state.epochs_done} of {self.epochs}")
         if self.gpu_hours is not None:
             parts.append(f"GPU-h {self._gpu_seconds(now) / 3600:.2f} of {self.gpu_hours:g}")
         return "budget " + ", ".join(parts)
 
     def _save(self) -> None:
         now = self.clock()
-        state = {"seconds": round(now - self._began, 3), "epochs": self.epochs_done,
-                 "gpu_seconds": round(self._gpu_seconds(now), 3), "iterations": self.iterations,
-                 "epochs_of": self.epochs_of, "cut": self.cut,
-                 "started": self.started, "running": list(self.running), "first_epoch_s": self.first_epoch_s}
+        state = {"seconds": round(now - self.state.began, 3), "epochs": self.state.epochs_done,
+                 "gpu_seconds": round(self._gpu_seconds(now), 3), "epochs_of": self.state.epochs_of, "cut": self.state.cut,
+                 "started": self.state.started, "running": list(self.state.running), "first_epoch_s": self.state.first_epoch_s}
         path = Path(self.experiment_dir, BUDGET_FILE)
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps({"limits": self.limits(), "ended_by": self.ended_by, "state": state}) + "\n")
+        temporary.write_text(json.dumps({"limits": self.limits(), "ended_by": self.state.ended_by, "state": state}) + "\n")
         temporary.replace(path)
 
 

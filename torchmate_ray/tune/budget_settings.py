@@ -13,7 +13,9 @@ from typing import Any
 
 from torchmate_ray.lightning.errors import ConfigError, describe
 
-BUDGET_FILE = "budget.json"
+# Not ".json": Tune copies the experiment's top-level .json and .pkl files to its staging directory when a sweep
+# resumes, and back over the experiment's at every state snapshot, which would put back the state read at the start.
+BUDGET_FILE = "budget.jsonl"  # one line
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([smh]?)\s*$")
 _UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600}
 

@@ -20,7 +20,7 @@ from torchmate_ray.lightning.build import call_checked
 from torchmate_ray.lightning.configure import configure_data
 from torchmate_ray.lightning.errors import ConfigError
 from torchmate_ray.lightning.files import module_name
-from torchmate_ray.tune.budget import BudgetedSearch, SweepBudget, build_budget
+from torchmate_ray.tune.budget import BudgetedSearch, SweepBudget, build_budget, open_budget
 from torchmate_ray.tune.budget_settings import check_budget_plan, describe_budget, has_budget, planned_epochs
 from torchmate_ray.tune.checkpoints import KeepRule
 from torchmate_ray.tune.choices import SCHEDULERS, SEARCHERS, list_milestones, read_choice
@@ -117,6 +117,8 @@ def run_sweep(space: SearchSpace, plan: ResourcePlan, experiment: Experiment, re
     tune_config = build_tune_config(space, plan, path, budget)
     # a searcher with a space of its own (Optuna's define-by-run) draws whole configs: Tune's must hold no domain
     param_space = {} if getattr(tune_config.search_alg, "draws_whole_configs", False) else trial_config
+    if budget is not None:
+        open_budget(budget)
     started = time.monotonic()
     with quiet_ray_output(verbose), Interruption() as interruption:
         if resume:
@@ -125,7 +127,7 @@ def run_sweep(space: SearchSpace, plan: ResourcePlan, experiment: Experiment, re
                     record.unlink()
             tuner = tune.Tuner.restore(str(path), trainable, param_space=param_space, resume_unfinished=True,
                                        resume_errored=retry_errored)
-            restore_run_output(tuner, run_config, budget)
+            restore_run_output(tuner, run_config)
         else:
             tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
         results = tuner.fit()
@@ -135,21 +137,15 @@ def run_sweep(space: SearchSpace, plan: ResourcePlan, experiment: Experiment, re
                     interrupted_by=interruption.signal_name)
 
 
-def restore_run_output(tuner: tune.Tuner, run_config: RunConfig, budget: SweepBudget | None = None) -> None:
+def restore_run_output(tuner: tune.Tuner, run_config: RunConfig) -> None:
     """Give a restored tuner this run's output settings (progress display or ``--verbose``).
 
     ``Tuner.restore`` brings back the RunConfig saved when the sweep began (tuner.pkl) and takes no
     other, and Ray 2.60's Tuner has no public way to change it; Ray's own answer is to reach it through
-    the tuner (ray#41364). The package's one read of a private Ray attribute. The restored budget (which the
-    restored searcher holds too) counts this command's time from its start (``budget``'s).
+    the tuner (ray#41364). The package's one read of a private Ray attribute.
     """
     restored = tuner._local_tuner.get_run_config()
     restored.callbacks, restored.verbose = run_config.callbacks, run_config.verbose
-    kept = restored.stop if isinstance(restored.stop, SweepBudget) else None
-    if kept is not None and budget is not None:
-        kept.started_at = budget.started_at
-    if find_progress(restored) is not None:  # the budget it shows: the restored one, which the sweep keeps
-        find_progress(restored).budget = kept
 
 
 def find_progress(run_config: RunConfig) -> SweepProgress | None:
