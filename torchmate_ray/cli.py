@@ -21,7 +21,7 @@ from pathlib import Path  # noqa: E402
 from typing import TYPE_CHECKING, Sequence  # noqa: E402
 
 from torchmate_ray.cli_args import (build_report_parser, build_train_parser,  # noqa: E402,F401  (imports nothing heavy)
-                                    build_tune_parser)
+                                    build_tune_parser, read_extend_args)
 
 if TYPE_CHECKING:
     from torchmate_ray.tune.experiment import Invocation
@@ -77,7 +77,7 @@ def tune_main(argv: Sequence[str] | None = None, started_at: float | None = None
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["report"]:
         return report_main(argv[1:])
-    args = build_tune_parser().parse_args(argv)
+    args = read_extend_args(argv[1:]) if argv[:1] == ["extend"] else build_tune_parser().parse_args(argv)
     if args.tracker:  # a missing package is refused before Ray starts
         from torchmate_ray.lightning.errors import ConfigError
         from torchmate_ray.tune.trackers import check_tracker
@@ -100,11 +100,15 @@ def run_tune(args: argparse.Namespace, early_ray: EarlyRay | None, started_at: f
     from torchmate_ray.lightning.errors import ConfigError
     from torchmate_ray.tune import sweep
     from torchmate_ray.tune.experiment import open_experiment, resolve_invocation
+    from torchmate_ray.tune.extend import extend_experiment
     from torchmate_ray.tune.interrupt import StoppedAtOnce, exit_code
     from torchmate_ray.tune.space import describe_space, validate_space
 
     try:
-        invocation = resolve_invocation(given_invocation(args), args.resume)
+        extension = extend_experiment(args.space_file, args.num_samples) if args.extend else None
+        invocation = extension.invocation if extension else resolve_invocation(given_invocation(args), args.resume)
+        if extension and args.address:
+            invocation.settings["address"] = args.address
         space = invocation.load_space()
         validate_space(space)
         plan = sweep.plan_sweep(space)
@@ -112,7 +116,7 @@ def run_tune(args: argparse.Namespace, early_ray: EarlyRay | None, started_at: f
         if args.dry_run:
             print(describe_space(space, sweep.describe_plan(space, plan)))
             return EXIT_OK
-        experiment = open_experiment(space, invocation, args.resume)
+        experiment = extension or open_experiment(space, invocation, args.resume)
         print(f"experiment: {experiment.directory}  (continue it with: torchmate-tune {experiment.directory} "
               f"--resume)", flush=True)
         experiment_line_at = time.time()
@@ -169,7 +173,7 @@ def start_local_ray(args: argparse.Namespace) -> EarlyRay | None:
     from torchmate_ray.tune.experiment import read_invocation
 
     path = Path(args.space_file)
-    saved = read_invocation(path) if args.resume and path.is_dir() else None
+    saved = read_invocation(path) if (args.resume or args.extend) and path.is_dir() else None
     settings, resources = (saved.settings, saved.resources) if saved else ({}, {})
     if args.address or settings.get("address"):
         return None

@@ -32,7 +32,8 @@ def build_tune_parser() -> argparse.ArgumentParser:
         description="Run an ASHA-scheduled Ray Tune sweep over a search-space file (a config with tune domains).",
         epilog="Exit codes: 0 done, 1 some trials errored, 2 bad input, 130/143 interrupted (Ctrl-C/SIGTERM; "
                "continue with --resume). An experiment's offline HTML report (also written when a sweep ends): torchmate-tune report "
-               "EXPERIMENT_DIR [DIR_B] [--output PATH]; see torchmate-tune report --help")
+               "EXPERIMENT_DIR [DIR_B] [--output PATH]; see torchmate-tune report --help. More trials in a finished "
+               "experiment: torchmate-tune extend EXPERIMENT_DIR --num-samples N")
     parser.add_argument("space_file", metavar="SPACE.py|EXPERIMENT_DIR",
                         help="Python file that defines `config` (with tune domains) and optionally `sweep`; or, with "
                              "--resume, the directory of an experiment to continue")
@@ -73,7 +74,31 @@ def build_tune_parser() -> argparse.ArgumentParser:
                         "table (a terminal) or one line per ended trial (a log)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                         help="override a config value (a tune domain or a fixed value), repeatable")
+    parser.set_defaults(extend=False)
     return parser
+
+
+def build_extend_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="torchmate-tune extend",
+        description="Run N more trials in a finished experiment, with its space and settings: the trials that ran are "
+                    "kept, Optuna's study (--search optuna) and ASHA's rungs start from them, random search draws new "
+                    "configs. The results and the report then cover every trial.")
+    parser.add_argument("experiment_dir", metavar="EXPERIMENT_DIR", help="a finished experiment (<storage_path>/<name>)")
+    parser.add_argument("--num-samples", type=int, required=True, help="how many trials to add")
+    parser.add_argument("--address", help="run them on a Ray cluster: auto or HOST:PORT (default: as the sweep ran)")
+    parser.add_argument("--dry-run", action="store_true", help="print what would run; run nothing")
+    parser.add_argument("--verbose", action="store_true", help="Ray Tune's own progress output")
+    return parser
+
+
+def read_extend_args(argv: list[str]) -> argparse.Namespace:
+    """``extend``'s command line, as the sweep's own (``build_tune_parser``'s) with ``extend`` set."""
+    extend = build_extend_parser().parse_args(argv)
+    args = build_tune_parser().parse_args([extend.experiment_dir])
+    args.extend, args.num_samples, args.dry_run, args.verbose = True, extend.num_samples, extend.dry_run, extend.verbose
+    args.address = extend.address
+    return args
 
 
 def build_report_parser() -> argparse.ArgumentParser:

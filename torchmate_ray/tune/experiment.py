@@ -44,6 +44,7 @@ class Invocation:
     max_epochs: int | None = None
     settings: dict[str, Any] = field(default_factory=dict)   # sweep settings given (name, storage_path, ...)
     resources: dict[str, Any] = field(default_factory=dict)  # sweep.resources given; saved: as planned
+    grown: list[dict[str, Any]] = field(default_factory=list)  # each extension's num_samples and seed (extend.py)
 
     def load_space(self) -> SearchSpace:
         """The search space: the file with these overrides, epochs, settings and resources; a sweep without
@@ -65,11 +66,24 @@ class Experiment:
     directory: Path
     resume: bool
     invocation: Invocation
+    saved: Invocation | None = None  # an extension (extend.py): the whole sweep's invocation, to keep instead
+
+    @property
+    def extends(self) -> bool:
+        return self.saved is not None
 
     def accept(self, resources: Mapping[str, Any]) -> None:
         """The sweep passed its pre-flight and Tune is about to run it: a new sweep keeps its invocation, with
-        its ``resources`` as planned, in its directory (a resumed one keeps the invocation it has)."""
-        if not self.resume:
+        its ``resources`` as planned, in its directory (a resumed one keeps the invocation it has; an extension
+        the whole sweep's, and its budget counts anew: the earlier run's record is kept beside it)."""
+        if self.saved is not None:
+            from torchmate_ray.tune.budget_settings import BUDGET_FILE
+
+            budget = self.directory / BUDGET_FILE
+            if budget.is_file():
+                budget.replace(budget.with_suffix(f".{len(self.saved.grown) - 1}.jsonl"))
+            save_invocation(self.directory, self.saved)
+        elif not self.resume:
             save_invocation(self.directory, dataclasses.replace(self.invocation, resources=dict(resources)))
 
 
@@ -109,7 +123,7 @@ def read_invocation(directory: Path) -> Invocation | None:
         return None
     if not isinstance(saved, Mapping) or not REQUIRED_KEYS <= set(saved):
         return None
-    return Invocation(**{key: saved[key] for key in (*REQUIRED_KEYS, "resources") if key in saved})
+    return Invocation(**{key: saved[key] for key in (*REQUIRED_KEYS, "resources", "grown") if key in saved})
 
 
 def load_invocation(directory: Path, fix: str) -> Invocation:

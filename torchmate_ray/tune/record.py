@@ -17,6 +17,7 @@ import json
 import os
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from ray.tune import Callback
@@ -145,12 +146,26 @@ class RecordedASHA(ASHAScheduler):
     before the interruption; what the trials report from then on is judged against all of them."""
 
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        self._add_earlier_trials(tune_controller)
         super().on_trial_add(tune_controller, trial)
         if not trial.storage.trial_dir_name:  # a new trial: no directory, nothing recorded
             return
         for result in read_lines(Path(trial.path) / RESULT_FILE):  # (ASHA passes over those without the metric)
             super().on_trial_result(tune_controller, trial, result)  # decisions made then: only the rungs count
 
+    def add_history(self, trial_dirs: list[Path]) -> None:
+        """An extended sweep (extend.py): its earlier trials' recorded results go into the rungs (when the first new
+        trial is added: Tune gives ASHA its metric first), and the new trials are judged against them."""
+        self._history = list(trial_dirs)
+
+    def _add_earlier_trials(self, tune_controller: Any) -> None:
+        history, self._history = getattr(self, "_history", []), []
+        for trial_dir in history:  # (ASHA reads only a trial's id: each earlier trial stands in by it)
+            trial = SimpleNamespace(trial_id=trial_dir.name)
+            super().on_trial_add(tune_controller, trial)
+            for result in read_lines(trial_dir / RESULT_FILE):
+                super().on_trial_result(tune_controller, trial, result)
+            super().on_trial_remove(tune_controller, trial)  # ended: only its rung values stay
 
 CODE_ERRORS = "code_errors.jsonl"  # a line per time the trial's own code raised (the trial writes it)
 

@@ -29,7 +29,8 @@ from torchmate_ray.tune.experiment import Experiment
 from torchmate_ray.tune.interrupt import Interruption
 from torchmate_ray.tune.local_ray import EarlyRay, LocalRay, connect_ray
 from torchmate_ray.tune.progress import SweepProgress, build_progress, quiet_ray_output
-from torchmate_ray.tune.record import CODE_ERRORS, EPOCHS, FailureBudget, ResultRecord
+from torchmate_ray.tune.extend import earlier_trials
+from torchmate_ray.tune.record import CODE_ERRORS, EPOCHS, FailureBudget, RecordedASHA, ResultRecord
 from torchmate_ray.tune.resources import ResourcePlan, cluster_nodes, local_nodes, plan_resources
 from torchmate_ray.tune.space import SearchSpace, sample_configs
 from torchmate_ray.tune.trackers import build_tracker_callbacks
@@ -115,6 +116,8 @@ def run_sweep(space: SearchSpace, plan: ResourcePlan, experiment: Experiment, re
     experiment.accept(plan.resources())  # as planned: GPU shares included
     # the command refused what it cannot search before (cli.run_tune); Optuna keeps its study in the experiment
     tune_config = build_tune_config(space, plan, path, budget)
+    if experiment.extends and isinstance(tune_config.scheduler, RecordedASHA):  # judged against the earlier trials
+        tune_config.scheduler.add_history(earlier_trials(path))
     # a searcher with a space of its own (Optuna's define-by-run) draws whole configs: Tune's must hold no domain
     param_space = {} if getattr(tune_config.search_alg, "draws_whole_configs", False) else trial_config
     if budget is not None:

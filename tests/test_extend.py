@@ -1,0 +1,147 @@
+"""Growing a finished sweep: ``torchmate-tune extend EXPERIMENT_DIR --num-samples N`` runs N more trials beside the
+ones that ran, which stay as they were and which the search goes on from (Optuna's study, ASHA's rungs)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import ray
+
+from spaces import Code, tiny_space
+from torchmate_ray.cli import tune_main
+from torchmate_ray.tune.experiment import Invocation, read_invocation, save_invocation
+
+TUNE = str(Path(sys.executable).parent / "torchmate-tune")
+
+
+def finished_looking_experiment(tmp_path: Path, states: dict[str, str], seed: int | None = 5) -> Path:
+    """An experiment directory as a sweep leaves it, as far as ``extend`` reads it before anything runs: the
+    invocation, Tune's tuner.pkl and its newest experiment state with the trials' ``states``."""
+    space = tmp_path / "space.py"
+    space.write_text(tiny_space(tmp_path / "data", sweep={"metric": "val/loss", "mode": "min", "num_samples": 3},
+                                overrides={"optimizer.cfg.lr": Code("tune.loguniform(1e-3, 1e-1)")}))
+    experiment = tmp_path / "results" / "exp"
+    save_invocation(experiment, Invocation(str(space), settings={"name": "exp", "storage_path": str(experiment.parent),
+                                                                 **({"seed": seed} if seed is not None else {})}))
+    (experiment / "tuner.pkl").write_bytes(b"")
+    trial_data = [[json.dumps({"trial_id": trial_id, "status": state}), "{}"] for trial_id, state in states.items()]
+    (experiment / "experiment_state-2026-11-28_07-00-00.json").write_text(json.dumps({"trial_data": trial_data}))
+    return experiment
+
+
+def test_asha_judges_an_extensions_trials_against_the_earlier_ones(tmp_path):
+    """Three earlier trials reached epoch 1 with losses 0.1, 0.2 and 0.3: a new trial's 0.25 is not in the best
+    third, so ASHA stops it there; without the earlier trials it is the first in its rung, and goes on."""
+    from torchmate_ray.tune.record import RecordedASHA
+
+    earlier = []
+    for i, loss in enumerate([0.1, 0.2, 0.3]):
+        trial_dir = tmp_path / f"earlier_0000{i}"
+        trial_dir.mkdir()
+        (trial_dir / "result.json").write_text(json.dumps({"epochs": 1, "val/loss": loss}) + "\n")
+        earlier.append(trial_dir)
+
+    def judge(history: list[Path]) -> str:
+        asha = RecordedASHA(time_attr="epochs", max_t=9, grace_period=1, reduction_factor=3)
+        asha.set_search_properties("val/loss", "min")
+        asha.add_history(history)
+        new = SimpleNamespace(trial_id="new_00000", storage=SimpleNamespace(trial_dir_name=""))
+        asha.on_trial_add(None, new)
+        return asha.on_trial_result(None, new, {"epochs": 1, "val/loss": 0.25})
+
+    assert (judge([]), judge(earlier)) == ("CONTINUE", "STOP")
+
+
+@pytest.mark.parametrize("flags, states, expected", [
+    (["--num-samples", "2"], {"a_00000": "TERMINATED", "a_00001": "RUNNING", "a_00002": "PENDING"},
+     "{experiment}: 2 of its trials are unfinished (a_00001, a_00002); finish them first: torchmate-tune "
+     "{experiment} --resume"),
+    (["--num-samples", "0"], {"a_00000": "TERMINATED"},
+     "--num-samples: expected the number of trials to add (an int >= 1), got 0 (int); e.g. --num-samples 12"),
+], ids=["unfinished-trials", "no-trials-to-add"])
+def test_what_cannot_grow_is_refused_alike_by_a_dry_run_and_a_real_run(tmp_path, capsys, flags, states, expected):
+    experiment = finished_looking_experiment(tmp_path, states)
+    saved = (experiment / "torchmate_sweep.json").read_text()
+    line = "torchmate-tune: error: " + expected.format(experiment=experiment)
+    for dry_run in (["--dry-run"], []):
+        assert tune_main(["extend", str(experiment), *flags, *dry_run]) == 2
+        assert capsys.readouterr().err.splitlines() == [line]
+        assert not ray.is_initialized() and (experiment / "torchmate_sweep.json").read_text() == saved
+
+
+def test_a_directory_without_a_sweep_cannot_grow(tmp_path, capsys):
+    assert tune_main(["extend", str(tmp_path), "--num-samples", "2"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"torchmate-tune: error: {tmp_path}: is not a torchmate-tune experiment (no torchmate_sweep.json); give the "
+        f"directory torchmate-tune printed as 'experiment:'"]
+
+
+def test_each_extension_of_a_seeded_random_search_draws_new_configs(tmp_path):
+    """The sweep's seed, then a seed of each extension's own: each draws other learning rates."""
+    from torchmate_ray.tune.extend import extend_experiment
+    from torchmate_ray.tune.sweep import build_searcher
+
+    experiment = finished_looking_experiment(tmp_path, {"a_00000": "TERMINATED"})
+
+    def drawn(space) -> list[float]:
+        searcher = build_searcher(space, max_concurrent=0)
+        searcher.add_configurations({"exp": {"run": lambda config: None, "num_samples": 3, "config": space.config}})
+        return [searcher.next_trial().config["optimizer"]["cfg"]["lr"] for _ in range(3)]
+
+    first = read_invocation(experiment).load_space()
+    grown = extend_experiment(experiment, 3)
+    assert grown.invocation.load_space().settings.num_samples == 3 and grown.saved.load_space().settings.num_samples == 6
+    save_invocation(experiment, grown.saved)
+    again = extend_experiment(experiment, 4)
+    seeds = [first.settings.seed, grown.invocation.settings["seed"], again.invocation.settings["seed"]]
+    assert len(set(seeds)) == 3 and again.saved.grown == [{"num_samples": 3, "seed": seeds[1]},
+                                                          {"num_samples": 4, "seed": seeds[2]}]
+    draws = [drawn(first), drawn(grown.invocation.load_space()), drawn(again.invocation.load_space())]
+    assert len({lr for lrs in draws for lr in lrs}) == 9
+    assert drawn(grown.invocation.load_space()) == draws[1]  # each extension's own draws, the same every time
+
+
+def files_of(trial_dirs: list[Path]) -> dict[str, str]:
+    return {str(path): hashlib.sha256(path.read_bytes()).hexdigest()
+            for trial_dir in trial_dirs for path in sorted(trial_dir.rglob("*")) if path.is_file()}
+
+
+@pytest.mark.slow
+def test_extending_an_optuna_sweep_of_12_by_12_keeps_the_12_and_gives_optunas_study_all_24(tmp_path):
+    from optuna.trial import TrialState
+
+    from test_search import study_trials
+
+    space = tmp_path / "space.py"
+    space.write_text(tiny_space(tmp_path / "data", sweep={
+        "metric": "val/loss", "mode": "min", "num_samples": 12, "search_alg": "optuna", "seed": 3, "scheduler": "fifo"},
+        overrides={"optimizer.cfg.lr": Code("tune.loguniform(1e-3, 1e-1)"), "training.max_epochs": 1}))
+    experiment = tmp_path / "results" / "exp"
+    first = subprocess.run([TUNE, str(space), "--storage-path", str(experiment.parent), "--name", "exp"],
+                           capture_output=True, text=True, timeout=400, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    earlier = sorted(path.parent for path in experiment.glob("*/params.json"))
+    before = files_of(earlier)
+    assert len(earlier) == 12 and len(study_trials(experiment)) == 12
+
+    grown = subprocess.run([TUNE, "extend", str(experiment), "--num-samples", "12"], capture_output=True, text=True,
+                           timeout=400, cwd=tmp_path)
+    assert grown.returncode == 0, grown.stderr[-3000:]
+    trial_dirs = sorted(path.parent for path in experiment.glob("*/params.json"))
+    assert len(trial_dirs) == 24 and files_of(earlier) == before  # the first 12: not a byte changed, nothing added
+    with open(experiment / "leaderboard.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    trials = study_trials(experiment)
+    assert len(trials) == 24 and all(trial.state == TrialState.COMPLETE for trial in trials)
+    assert sorted(trial.value for trial in trials) == sorted(float(row["val/loss"]) for row in rows)
+    summary = json.loads((experiment / "summary.json").read_text())
+    assert summary["num_trials"] == 24 and summary["trials"]["finished"] == 24
+    assert read_invocation(experiment).grown == [{"num_samples": 12, "seed": 3 + 7919}]
+    assert read_invocation(experiment).load_space().settings.num_samples == 24
