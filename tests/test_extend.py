@@ -145,3 +145,76 @@ def test_extending_an_optuna_sweep_of_12_by_12_keeps_the_12_and_gives_optunas_st
     assert summary["num_trials"] == 24 and summary["trials"]["finished"] == 24
     assert read_invocation(experiment).grown == [{"num_samples": 12, "seed": 3 + 7919}]
     assert read_invocation(experiment).load_space().settings.num_samples == 24
+
+
+# --- --start-from: a new sweep that first runs an old sweep's winners ---------------------------------------
+OLD_TRIALS = {"old_00000": (0.02, [16], 0.9), "old_00001": (0.005, [32], 0.4), "old_00002": (0.05, [16], 0.6)}
+
+
+def old_experiment(tmp_path: Path) -> Path:
+    """A finished sweep over the learning rate and the hidden layers: three trials, best (lowest loss) first:
+    old_00001, old_00002, old_00000."""
+    space = tmp_path / "old.py"
+    space.write_text(tiny_space(tmp_path / "data", sweep={"metric": "val/loss", "mode": "min", "num_samples": 3},
+                                overrides={"optimizer.cfg.lr": Code("tune.loguniform(1e-3, 1e-1)"),
+                                           "model.cfg.hidden": Code("tune.choice([[16], [32]])")}))
+    experiment = tmp_path / "results" / "old"
+    save_invocation(experiment, Invocation(str(space), settings={"name": "old", "storage_path": str(experiment.parent)}))
+    for trial_id, (lr, hidden, loss) in OLD_TRIALS.items():
+        (experiment / trial_id).mkdir()
+        config = {"optimizer": {"name": "Adam", "cfg": {"lr": lr}}, "model": {"cfg": {"hidden": hidden}}}
+        (experiment / trial_id / "params.json").write_text(json.dumps(config))
+        (experiment / trial_id / "result.json").write_text(json.dumps({"epochs": 1, "val/loss": loss,
+                                                                       "trial_id": trial_id}) + "\n")
+    (experiment / "summary.json").write_text("{}")
+    return experiment
+
+
+def new_space(tmp_path: Path, **sweep: object) -> Path:
+    """A new space: the learning rate as before, the batch size now varied, the hidden layers fixed."""
+    space = tmp_path / "new.py"
+    space.write_text(tiny_space(tmp_path / "data", sweep={"metric": "val/loss", "mode": "min", "num_samples": 3,
+                                                          "scheduler": "fifo", **sweep},
+                                overrides={"optimizer.cfg.lr": Code("tune.loguniform(1e-3, 1e-1)"),
+                                           "dataloaders.default.batch_size": Code("tune.choice([16, 32])")}))
+    return space
+
+
+def test_a_dry_run_lists_the_configs_a_sweep_starts_from_and_what_it_leaves_out(tmp_path, capsys):
+    experiment = old_experiment(tmp_path)
+    assert tune_main([str(new_space(tmp_path)), "--start-from", str(experiment), "--start-top", "2", "--dry-run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    start = out.index(f"  starts from the 2 best trials of {experiment}:")
+    assert out[start + 1:start + 4] == ["    old_00001 (0.4000): optimizer.cfg.lr=0.005",
+                                        "    old_00002 (0.6000): optimizer.cfg.lr=0.05",
+                                        "    not in this space (left out): model.cfg.hidden"]
+
+
+def test_optuna_first_draws_the_configs_a_sweep_starts_from(tmp_path):
+    from torchmate_ray.tune.space import load_search_space
+    from torchmate_ray.tune.sweep import build_searcher
+
+    experiment = old_experiment(tmp_path)
+    space = load_search_space(new_space(tmp_path, search_alg="optuna", seed=1, start_from=str(experiment)))
+    (tmp_path / "exp").mkdir()
+    searcher = build_searcher(space, max_concurrent=2, experiment_dir=tmp_path / "exp")
+    drawn = [searcher.suggest(f"t{i}") for i in range(4)]
+    assert [config["optimizer"]["cfg"]["lr"] for config in drawn[:3]] == [0.005, 0.05, 0.02]
+    assert all(config["dataloaders"]["default"]["batch_size"] in (16, 32) for config in drawn)
+    assert drawn[3]["optimizer"]["cfg"]["lr"] not in (0.005, 0.05, 0.02)
+
+
+@pytest.mark.slow
+def test_a_sweep_started_from_another_first_trains_its_best_configs(tmp_path):
+    experiment = old_experiment(tmp_path)
+    results = tmp_path / "results"
+    run = subprocess.run([TUNE, str(new_space(tmp_path)), "--start-from", str(experiment), "--start-top", "2",
+                          "--storage-path", str(results), "--name", "new", "--seed", "4"],
+                         capture_output=True, text=True, timeout=400, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    trials = sorted((results / "new").glob("*/params.json"))
+    configs = [json.loads(path.read_text()) for path in trials]
+    assert [config["optimizer"]["cfg"]["lr"] for config in configs[:2]] == [0.005, 0.05]  # old_00001, old_00002
+    assert configs[2]["optimizer"]["cfg"]["lr"] not in (0.005, 0.05, 0.02)
+    assert all(config["model"]["cfg"]["hidden"] == [16] for config in configs)  # the new space's, fixed
+    assert len({config["dataloaders"]["default"]["batch_size"] for config in configs} - {16, 32}) == 0

@@ -144,6 +144,10 @@ BAD_SPACES = [
     ("gpu-hours-without-gpus", None, ["--gpu-hours", "1"],
      "sweep.gpu_hours: the plan gives the trials no GPU, so they spend no GPU-hours; use --time-budget or "
      "--epoch-budget, or give them GPUs (--gpus-per-worker)"),
+    ("start-from-no-experiment", None, ["--start-from", "/no/such/sweep"],
+     "--start-from: /no/such/sweep: no such directory; give an experiment directory (<storage_path>/<name>, as "
+     "torchmate-tune printed it)"),
+    ("zero-start-top", None, ["--start-top", "0"], "sweep.start_top: expected an int >= 1, got 0 (int); e.g. 3"),
 ]
 
 

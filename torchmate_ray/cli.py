@@ -160,7 +160,8 @@ def given_invocation(args: argparse.Namespace) -> Invocation:
         space_file=args.space_file, overrides=args.overrides, max_epochs=args.max_epochs,
         settings={key: getattr(args, key) for key in ("num_samples", "metric", "mode", "scheduler", "search_alg",
                                                       "seed", "max_concurrent", "name", "storage_path", "address",
-                                                      "tracker", "time_budget", "epoch_budget", "gpu_hours")
+                                                      "tracker", "time_budget", "epoch_budget", "gpu_hours", "start_from",
+                                                      "start_top")
                   if getattr(args, key) is not None},
         resources={key: getattr(args, key) for key in ("workers", "cpus_per_worker", "gpus_per_worker")
                    if getattr(args, key) is not None})

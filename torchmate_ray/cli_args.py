@@ -62,6 +62,9 @@ def build_tune_parser() -> argparse.ArgumentParser:
                         "(sweep['epoch_budget'])")
     parser.add_argument("--gpu-hours", type=float, metavar="H", help="GPU-hours of all trials together (each trial's "
                         "GPUs x its time; sweep['gpu_hours'])")
+    parser.add_argument("--start-from", metavar="EXPERIMENT_DIR", help="first run the best configs of that experiment "
+                        "(their values of this space's domains; the rest drawn; sweep['start_from'])")
+    parser.add_argument("--start-top", type=int, metavar="K", help="how many of its best configs (default 3)")
     parser.add_argument("--dry-run", action="store_true", help="print domains, settings and the resource plan; run nothing")
     parser.add_argument("--tracker", choices=list(TRACKERS), help=(
         f"one tracker run per trial, grouped by the sweep's name (default: sweep['tracker'] or {DEFAULT_TRACKER}: "

@@ -24,7 +24,7 @@ class Choice:
     target: str                                    # "package.module.Class", imported by load()
     defaults: Mapping[str, Any] = field(default_factory=dict)
     # Arguments the sweep fills in unless ``cfg`` sets them: time_attr (the rungs' unit: epochs done),
-    # max_t (the sweep's max_epochs), max_concurrent (trials at once).
+    # max_t (the sweep's max_epochs), max_concurrent (trials at once), points_to_evaluate (--start-from's).
     sweep_args: tuple[str, ...] = ()
     # Arguments built from the trial config unless ``cfg`` sets them: name -> function(config).
     config_args: Mapping[str, Callable[[Mapping[str, Any]], Any]] = field(default_factory=dict)
@@ -136,11 +136,12 @@ SCHEDULERS: dict[str, Choice] = {
 }
 SEARCHERS: dict[str, Choice] = {
     # Tune's random and grid search; sweep.seed (--seed) is its random_state: the same configs every time
-    "random": Choice("ray.tune.search.BasicVariantGenerator", sweep_args=("max_concurrent",), seed_arg="random_state"),
+    "random": Choice("ray.tune.search.BasicVariantGenerator", sweep_args=("max_concurrent", "points_to_evaluate"),
+                     seed_arg="random_state"),
     # Optuna's TPE over the whole space, choices with domains inside too (define-by-run, optuna_space.py; Tune
     # applies the sweep's concurrency to it); sweep.seed seeds its sampler; its study is kept in the experiment
     "optuna": Choice("torchmate_ray.tune.optuna_space.BranchingOptunaSearch",
-                     sweep_args=("metric", "mode", "experiment_dir"),
+                     sweep_args=("metric", "mode", "experiment_dir", "points_to_evaluate"),
                      config_args={"config": lambda config: config}, check=check_optuna_space, seed_arg="seed"),
 }
 DEFAULT_SCHEDULER, DEFAULT_SEARCHER = "asha", "random"

@@ -47,7 +47,8 @@ def extend_experiment(directory: str | Path, num_samples: int | None) -> Experim
     ran = saved.load_space().settings
     seed = ran.seed if ran.seed is None else (ran.seed + SEED_STRIDE * (len(saved.grown) + 1)) % 2**32
     where = {"storage_path": str(directory.parent), "name": directory.name}
-    this_run = dataclasses.replace(saved, settings={**saved.settings, **where, "num_samples": num_samples,
+    kept = {key: value for key, value in saved.settings.items() if key != "start_from"}  # its start ran already
+    this_run = dataclasses.replace(saved, settings={**kept, **where, "num_samples": num_samples,
                                                     **({} if seed is None else {"seed": seed})})
     whole = dataclasses.replace(saved, settings={**saved.settings, "num_samples": ran.num_samples + num_samples},
                                 grown=[*saved.grown, {"num_samples": num_samples, "seed": seed}])

@@ -50,6 +50,8 @@ class BranchingOptunaSearch(OptunaSearch):
         if experiment_dir and "storage" not in kwargs:
             kwargs["storage"] = optuna.storages.RDBStorage(study_url(experiment_dir))
             kwargs.setdefault("study_name", Path(experiment_dir).name)
+        if kwargs.get("points_to_evaluate"):  # --start-from's configs: under this search's parameter names
+            kwargs["points_to_evaluate"] = optuna_points(config, kwargs["points_to_evaluate"])
         super().__init__(space=self._define, metric=metric, mode=mode, **kwargs)
 
     def _define(self, trial: Any) -> dict[str, Any]:
@@ -122,3 +124,32 @@ def check_optuna_space(config: Mapping[str, Any]) -> None:
                 raise ConfigError(found.path, f"Optuna has no distribution for a {type(domain).__name__.lower()} "
                                   f"with a {sampler} sampler; use --search random, or a uniform or log-uniform "
                                   f"domain") from None
+
+
+MISSING = object()  # a key path the point does not have
+
+
+def optuna_points(config: Mapping[str, Any], points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each point (a partial trial config: start_from.py) as Optuna's parameters of ``config`` (sample_config's
+    names); a choice whose old value is none of its options now is left to Optuna."""
+    return [_optuna_params(config, point, "", {}) for point in points]
+
+
+def _optuna_params(config: Any, value: Any, name: str, params: dict[str, Any]) -> dict[str, Any]:
+    if value is MISSING:
+        return params
+    if is_search_domain(config):
+        if not isinstance(config, Categorical):
+            params[name] = value
+            return params
+        labels = option_labels(config.categories)
+        chosen = value.get("name") if isinstance(value, Mapping) and "name" in value else value
+        if chosen in labels:
+            index = labels.index(chosen)
+            params[name] = chosen
+            _optuna_params(config.categories[index], value, f"{name}[{chosen}]", params)
+        return params
+    if isinstance(config, Mapping) and isinstance(value, Mapping):
+        for key, item in config.items():
+            _optuna_params(item, value.get(key, MISSING), f"{name}.{key}" if name else str(key), params)
+    return params

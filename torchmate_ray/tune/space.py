@@ -59,6 +59,8 @@ class SweepSettings:
     time_budget: float | str | None = None  # the sweep's wall time: seconds, or "90s", "30m", "1.5h" (budget.py)
     epoch_budget: int | None = None    # epochs of all trials together
     gpu_hours: float | None = None     # GPU-hours of all trials together (each trial's GPUs x its time)
+    start_from: str | None = None      # an experiment whose best trials' configs run first (start_from.py)
+    start_top: int = 3                 # how many of them
 
 
 @dataclass
@@ -155,6 +157,8 @@ def _check_settings(s: SweepSettings) -> None:
         value = getattr(s, key)
         if not _is_int(value) or value < minimum:
             raise ConfigError(f"sweep.{key}", f"expected an int >= {minimum}, got {describe(value)}; fix it")
+    if not _is_int(s.start_top) or s.start_top < 1:
+        raise ConfigError("sweep.start_top", f"expected an int >= 1, got {describe(s.start_top)}; e.g. 3")
     if s.max_concurrent is not None and (not _is_int(s.max_concurrent) or s.max_concurrent < 1):
         raise ConfigError("sweep.max_concurrent", f"expected an int >= 1, got {describe(s.max_concurrent)}; fix it")
     r = s.resources

@@ -33,6 +33,7 @@ from torchmate_ray.tune.extend import earlier_trials
 from torchmate_ray.tune.record import CODE_ERRORS, EPOCHS, FailureBudget, RecordedASHA, ResultRecord
 from torchmate_ray.tune.resources import ResourcePlan, cluster_nodes, local_nodes, plan_resources
 from torchmate_ray.tune.space import SearchSpace, sample_configs
+from torchmate_ray.tune.start_from import read_start_points
 from torchmate_ray.tune.trackers import build_tracker_callbacks
 from torchmate_ray.tune.trial import train_trial
 from torchmate_ray.tune.trial_setup import TrialLayout
@@ -64,15 +65,16 @@ def plan_sweep(space: SearchSpace) -> ResourcePlan:
 
 
 def describe_plan(space: SearchSpace, plan: ResourcePlan) -> list[str]:
-    """What ``--dry-run`` says of the plan: the resources, then what the budgets hold of it."""
-    s = space.settings
+    """What ``--dry-run`` says of the plan: the resources, what the budgets hold of it, the configs it starts from."""
+    s, start = space.settings, read_start_points(space)
     if not has_budget(s):
-        return plan.describe()
+        return [*plan.describe(), *(start.describe() if start else [])]
     _, choice, cfg = read_choice(SCHEDULERS, s.scheduler, "sweep.scheduler")
     rungs = choice.arguments(cfg, {"max_t": space.max_epochs})["reduction_factor"] if choice.rungs else None
     planned = planned_epochs(space.num_trials, space.max_epochs, list_milestones(s.scheduler, space.max_epochs), rungs)
     return [*plan.describe(), "budget:", *(f"  {line}" for line in describe_budget(
-        s, planned, space.num_trials * space.max_epochs, plan.max_concurrent, plan.gpus_per_trial))]
+        s, planned, space.num_trials * space.max_epochs, plan.max_concurrent, plan.gpus_per_trial)),
+            *(start.describe() if start else [])]
 
 
 def run_sweep(space: SearchSpace, plan: ResourcePlan, experiment: Experiment, retry_errored: bool = False,
@@ -264,8 +266,10 @@ def build_searcher(space: SearchSpace, max_concurrent: int | None = None, config
     _, choice, cfg = read_choice(SEARCHERS, space.settings.search_alg, "sweep.search_alg")
     if choice.check is not None:
         choice.check(config)
+    start = read_start_points(space)
     sweep = {"max_concurrent": max_concurrent or 0, "seed": space.settings.seed, "metric": space.settings.metric,
-             "mode": space.settings.mode, **({"experiment_dir": str(experiment_dir)} if experiment_dir else {})}
+             "mode": space.settings.mode, **({"experiment_dir": str(experiment_dir)} if experiment_dir else {}),
+             **({"points_to_evaluate": start.points} if start else {})}
     arguments = choice.arguments(cfg, sweep, config)
     return call_checked(choice.load(), (), arguments, "sweep.search_alg.cfg")
 
