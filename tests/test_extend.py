@@ -206,15 +206,41 @@ def test_optuna_first_draws_the_configs_a_sweep_starts_from(tmp_path):
 
 @pytest.mark.slow
 def test_a_sweep_started_from_another_first_trains_its_best_configs(tmp_path):
+    from test_search import study_trials
+
     experiment = old_experiment(tmp_path)
     results = tmp_path / "results"
     run = subprocess.run([TUNE, str(new_space(tmp_path)), "--start-from", str(experiment), "--start-top", "2",
                           "--storage-path", str(results), "--name", "new", "--seed", "4"],
                          capture_output=True, text=True, timeout=400, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
-    trials = sorted((results / "new").glob("*/params.json"))
-    configs = [json.loads(path.read_text()) for path in trials]
-    assert [config["optimizer"]["cfg"]["lr"] for config in configs[:2]] == [0.005, 0.05]  # old_00001, old_00002
-    assert configs[2]["optimizer"]["cfg"]["lr"] not in (0.005, 0.05, 0.02)
+    configs = [json.loads(path.read_text()) for path in (results / "new").glob("*/params.json")]
+    # random search from points draws through Optuna's random sampler: its study says which trial came first
+    assert [trial.params["optimizer.cfg.lr"] for trial in study_trials(results / "new")][:2] == [0.005, 0.05]
+    lrs = {config["optimizer"]["cfg"]["lr"] for config in configs}
+    assert len(configs) == 3 and {0.005, 0.05} < lrs and 0.02 not in lrs
     assert all(config["model"]["cfg"]["hidden"] == [16] for config in configs)  # the new space's, fixed
     assert len({config["dataloaders"]["default"]["batch_size"] for config in configs} - {16, 32}) == 0
+
+
+def test_random_search_starts_lenet_from_an_optimizer_of_the_old_sweep(tmp_path):
+    """lenet.py's optimizer is a choice of specs, each with domains inside: the old winner's optimizer, learning rate
+    and weight decay come back whole, and the batch size too."""
+    from torchmate_ray.tune.space import load_search_space
+    from torchmate_ray.tune.sweep import build_searcher
+
+    lenet = Path(__file__).resolve().parents[1] / "search_spaces" / "lenet.py"
+    experiment = tmp_path / "results" / "old"
+    save_invocation(experiment, Invocation(str(lenet), settings={"name": "old", "storage_path": str(experiment.parent)}))
+    old = {"optimizer": {"name": "SGD", "cfg": {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4}},
+           "dataloaders": {"default": {"batch_size": 256, "num_workers": 0}, "train": {"batch_size": 64}}}
+    (experiment / "old_00000").mkdir()
+    (experiment / "old_00000" / "params.json").write_text(json.dumps(old))
+    (experiment / "old_00000" / "result.json").write_text(json.dumps({"epochs": 9, "val/accuracy": 0.98}) + "\n")
+    (experiment / "summary.json").write_text("{}")
+    space = load_search_space(lenet, settings={"start_from": str(experiment), "seed": 2})
+    (tmp_path / "exp").mkdir()
+    searcher = build_searcher(space, max_concurrent=2, experiment_dir=tmp_path / "exp")
+    first, second = searcher.suggest("t0"), searcher.suggest("t1")
+    assert first["optimizer"] == old["optimizer"] and first["dataloaders"] == old["dataloaders"]
+    assert second["optimizer"] != old["optimizer"] and first["model"] == second["model"] == space.config["model"]

@@ -83,6 +83,24 @@ def read_start_points(space: SearchSpace) -> StartPoints | None:
     return start
 
 
+def random_start_arguments(config: Mapping[str, Any], seed: int | None) -> dict[str, Any]:
+    """A random search that starts from points: Optuna's random sampler (seeded with ``seed``) in the define-by-run
+    search (optuna_space.py), which enqueues them. Tune's own random search cannot: it presets a point's values by
+    walking into the config, and a choice of specs (lenet.py's optimizers) is a domain, not a dict, to walk into.
+    Refuses, at ``--start-from``, what that search cannot draw."""
+    import optuna
+
+    from torchmate_ray.tune.optuna_space import check_optuna_space
+
+    try:
+        check_optuna_space(config)
+    except ConfigError as err:
+        raise ConfigError("--start-from", f"a random search that starts from other configs draws through Optuna's "
+                          f"random sampler, which cannot draw {err.key_path} ({err.message.split(';')[0]}); use "
+                          f"tune.choice and uniform or log-uniform domains, or leave --start-from out") from None
+    return {"sampler": optuna.samplers.RandomSampler(seed=seed)}
+
+
 def _value_at(config: Any, steps: tuple[Any, ...]) -> Any:
     for key in steps:
         if not isinstance(config, Mapping) or key not in config:

@@ -33,7 +33,7 @@ from torchmate_ray.tune.extend import earlier_trials
 from torchmate_ray.tune.record import CODE_ERRORS, EPOCHS, FailureBudget, RecordedASHA, ResultRecord
 from torchmate_ray.tune.resources import ResourcePlan, cluster_nodes, local_nodes, plan_resources
 from torchmate_ray.tune.space import SearchSpace, sample_configs
-from torchmate_ray.tune.start_from import read_start_points
+from torchmate_ray.tune.start_from import random_start_arguments, read_start_points
 from torchmate_ray.tune.trackers import build_tracker_callbacks
 from torchmate_ray.tune.trial import train_trial
 from torchmate_ray.tune.trial_setup import TrialLayout
@@ -262,12 +262,14 @@ def build_searcher(space: SearchSpace, max_concurrent: int | None = None, config
                    experiment_dir: Path | None = None) -> Any:
     """The searcher from ``sweep.search_alg`` (a name or ``{"name", "cfg"}``; see choices.SEARCHERS), over
     ``config`` (default: the space's), keeping its state in ``experiment_dir`` if it keeps any."""
-    config = space.config if config is None else config
-    _, choice, cfg = read_choice(SEARCHERS, space.settings.search_alg, "sweep.search_alg")
-    if choice.check is not None:
+    config, start = space.config if config is None else config, read_start_points(space)
+    name, choice, cfg = read_choice(SEARCHERS, space.settings.search_alg, "sweep.search_alg")
+    seed = space.settings.seed
+    if start is not None and name == "random":  # Tune's random search cannot start from them all: Optuna's sampler can
+        choice, cfg, seed = SEARCHERS["optuna"], random_start_arguments(config, cfg.get("random_state", seed)), None
+    elif choice.check is not None:
         choice.check(config)
-    start = read_start_points(space)
-    sweep = {"max_concurrent": max_concurrent or 0, "seed": space.settings.seed, "metric": space.settings.metric,
+    sweep = {"max_concurrent": max_concurrent or 0, "seed": seed, "metric": space.settings.metric,
              "mode": space.settings.mode, **({"experiment_dir": str(experiment_dir)} if experiment_dir else {}),
              **({"points_to_evaluate": start.points} if start else {})}
     arguments = choice.arguments(cfg, sweep, config)
