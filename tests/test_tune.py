@@ -148,6 +148,9 @@ BAD_SPACES = [
      "--start-from: /no/such/sweep: no such directory; give an experiment directory (<storage_path>/<name>, as "
      "torchmate-tune printed it)"),
     ("zero-start-top", None, ["--start-top", "0"], "sweep.start_top: expected an int >= 1, got 0 (int); e.g. 3"),
+    ("zero-confirm-top", None, ["--confirm-top", "0"], "sweep.confirm_top: expected an int >= 1, got 0 (int); e.g. 3"),
+    ("zero-seeds", None, ["--confirm-top", "2", "--seeds", "0"],
+     "sweep.confirm_seeds: expected an int >= 1, got 0 (int); e.g. 3"),
 ]
 
 

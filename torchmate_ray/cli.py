@@ -24,8 +24,9 @@ from torchmate_ray.cli_args import (build_report_parser, build_train_parser,  # 
                                     build_tune_parser, read_extend_args)
 
 if TYPE_CHECKING:
-    from torchmate_ray.tune.experiment import Invocation
+    from torchmate_ray.tune.experiment import Experiment, Invocation
     from torchmate_ray.tune.local_ray import EarlyRay
+    from torchmate_ray.tune.resources import ResourcePlan
     from torchmate_ray.tune.space import SearchSpace
     from torchmate_ray.tune.sweep import SweepRun
 
@@ -100,6 +101,7 @@ def run_tune(args: argparse.Namespace, early_ray: EarlyRay | None, started_at: f
     from torchmate_ray.lightning.errors import ConfigError
     from torchmate_ray.tune import sweep
     from torchmate_ray.tune.experiment import open_experiment, resolve_invocation
+    from torchmate_ray.tune.confirm import confirmation_due
     from torchmate_ray.tune.extend import extend_experiment
     from torchmate_ray.tune.interrupt import StoppedAtOnce, exit_code
     from torchmate_ray.tune.space import describe_space, validate_space
@@ -122,6 +124,8 @@ def run_tune(args: argparse.Namespace, early_ray: EarlyRay | None, started_at: f
         experiment_line_at = time.time()
         run = sweep.run_sweep(space, plan, experiment, retry_errored=args.retry_errored, verbose=args.verbose,
                               early_ray=early_ray, started_at=started_at)
+        if not run.interrupted_by and confirmation_due(space, experiment.directory):
+            run = confirm_winners(space, plan, experiment, run, args.verbose, early_ray)
     except StoppedAtOnce as stop:  # a second Ctrl-C: nothing more is written; the last saved state resumes
         print(f"torchmate-tune: {stop.signal_name} again: stopped at once; continue it with: torchmate-tune "
               f"{experiment.directory} --resume", file=sys.stderr)
@@ -131,6 +135,25 @@ def run_tune(args: argparse.Namespace, early_ray: EarlyRay | None, started_at: f
         return EXIT_BAD_INPUT
     return report_tune(run, space, early_ray, {"experiment_line_s": experiment_line_at, "first_epoch_s":
                                                run.first_result_at, "end_s": run.ended_at}, started_at)
+
+
+def confirm_winners(space: SearchSpace, plan: ResourcePlan, experiment: Experiment, search: SweepRun, verbose: bool,
+                    early_ray: EarlyRay | None) -> SweepRun:
+    """After the search (``search``), its best configs trained again with other seeds (confirm.py); the two runs as
+    one for the report."""
+    import dataclasses
+
+    from torchmate_ray.tune import sweep
+    from torchmate_ray.tune.confirm import prepare_confirmation
+
+    confirm_space, searcher = prepare_confirmation(space, experiment.directory, search.results)
+    s = space.settings
+    print(f"confirming the {s.confirm_top} best configs with {s.confirm_seeds} other training seeds each: "
+          f"{confirm_space.settings.num_samples} trials", flush=True)
+    run = sweep.run_sweep(confirm_space, plan, dataclasses.replace(experiment, resume=False, saved=None),
+                          verbose=verbose, early_ray=early_ray, searcher=searcher)
+    return dataclasses.replace(run, wall_seconds=search.wall_seconds + run.wall_seconds,
+                               first_result_at=search.first_result_at)
 
 
 def report_tune(run: SweepRun, space: SearchSpace, early_ray: EarlyRay | None, milestones: dict[str, float | None],
@@ -161,7 +184,7 @@ def given_invocation(args: argparse.Namespace) -> Invocation:
         settings={key: getattr(args, key) for key in ("num_samples", "metric", "mode", "scheduler", "search_alg",
                                                       "seed", "max_concurrent", "name", "storage_path", "address",
                                                       "tracker", "time_budget", "epoch_budget", "gpu_hours", "start_from",
-                                                      "start_top")
+                                                      "start_top", "confirm_top", "confirm_seeds")
                   if getattr(args, key) is not None},
         resources={key: getattr(args, key) for key in ("workers", "cpus_per_worker", "gpus_per_worker")
                    if getattr(args, key) is not None})

@@ -65,6 +65,11 @@ def build_tune_parser() -> argparse.ArgumentParser:
     parser.add_argument("--start-from", metavar="EXPERIMENT_DIR", help="first run the best configs of that experiment "
                         "(their values of this space's domains; the rest drawn; sweep['start_from'])")
     parser.add_argument("--start-top", type=int, metavar="K", help="how many of its best configs (default 3)")
+    parser.add_argument("--confirm-top", type=int, metavar="K", help="after the search, train its K best configs again "
+                        "with other training seeds (full epochs, no early stopping) and rank them by the mean "
+                        "(sweep['confirm_top'])")
+    parser.add_argument("--seeds", type=int, dest="confirm_seeds", metavar="S", help="with --confirm-top: how many "
+                        "other seeds each (default 3)")
     parser.add_argument("--dry-run", action="store_true", help="print domains, settings and the resource plan; run nothing")
     parser.add_argument("--tracker", choices=list(TRACKERS), help=(
         f"one tracker run per trial, grouped by the sweep's name (default: sweep['tracker'] or {DEFAULT_TRACKER}: "

@@ -145,3 +145,6 @@ SEARCHERS: dict[str, Choice] = {
                      config_args={"config": lambda config: config}, check=check_optuna_space, seed_arg="seed"),
 }
 DEFAULT_SCHEDULER, DEFAULT_SEARCHER = "asha", "random"
+NO_EARLY_STOPPING = "fifo"  # a confirmation's scheduler (confirm.py): every trial trains every epoch
+# random search that starts from given configs (start_from.py) draws through this one, with a random sampler
+DRAWS_FROM_POINTS = "optuna"

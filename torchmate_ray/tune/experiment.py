@@ -30,7 +30,8 @@ REQUIRED_KEYS = {"space_file", "overrides", "max_epochs", "settings"}  # "resour
 SETTING_FLAGS = {"num_samples": "--num-samples", "metric": "--metric", "mode": "--mode", "scheduler": "--scheduler",
                  "search_alg": "--search", "seed": "--seed", "max_concurrent": "--max-concurrent",
                  "tracker": "--tracker", "time_budget": "--time-budget", "epoch_budget": "--epoch-budget",
-                 "gpu_hours": "--gpu-hours", "start_from": "--start-from", "start_top": "--start-top"}
+                 "gpu_hours": "--gpu-hours", "start_from": "--start-from", "start_top": "--start-top",
+                 "confirm_top": "--confirm-top", "confirm_seeds": "--seeds"}
 RESOURCE_FLAGS = {"workers": "--workers-per-trial", "cpus_per_worker": "--cpus-per-worker",
                   "gpus_per_worker": "--gpus-per-worker"}
 

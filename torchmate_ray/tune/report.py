@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from torchmate_ray.tune.best import BEST_DIR, CONFIG_FILE
 from torchmate_ray.tune.budget_settings import format_budget
+from torchmate_ray.tune.confirmed import format_confirmed
 from torchmate_ray.tune.report_data import build_report_data
 from torchmate_ray.tune.report_page import write_report_page
 from torchmate_ray.tune.results import format_leaderboard, format_timings, write_results
@@ -25,9 +26,11 @@ def finish_sweep(directory: Path, space: SearchSpace, wall_seconds: float,
     data = build_report_data(directory, space, interrupted_by)
     summary = write_results(data.trials, space, directory, wall_seconds, timings, interrupted_by)
     data.disk_bytes = summary["disk_bytes"]  # best/ included
-    lines = [format_leaderboard(data.trials, space),
-             f"{summary['num_trials']} trials in {summary['wall_seconds']:.0f} s: {summary['trials']}; "
-             f"{summary['epochs_run']} of {summary['epoch_budget']} epochs run; disk used {summary['disk']}"]
+    lines = [format_leaderboard(data.trials, space)]
+    if summary.get("confirmed"):
+        lines.append(format_confirmed(summary["confirmed"], data.score_label))
+    lines.append(f"{summary['num_trials']} trials in {summary['wall_seconds']:.0f} s: {summary['trials']}; "
+                 f"{summary['epochs_run']} of {summary['epoch_budget']} epochs run; disk used {summary['disk']}")
     if summary["budget"]:
         lines.append(format_budget(summary["budget"]))
     if timings:
@@ -43,7 +46,9 @@ def format_best(summary: Mapping[str, Any], directory: Path) -> list[str]:
     """The best trial, how to train its config again, and where its exported model is and how to test it."""
     if not summary["best_trial"]:
         return []
-    lines = [f"best: {summary['best_trial']} {summary['metric']} = {summary['best_value']:.4f}"
+    mean = (f" (its config, confirmed: {summary['best_mean']:.4f} ± {summary['best_std']:.4f} over "
+            f"{summary['confirmed'][0]['runs']} runs)" if summary.get("confirmed") else "")
+    lines = [f"best: {summary['best_trial']} {summary['metric']} = {summary['best_value']:.4f}{mean}"
              + (f"; torchmate-train {directory / CONFIG_FILE}" if not summary["best_config_error"] else "")]
     if summary["best_config_error"]:
         lines.append(f"best_config.py not written: {summary['best_config_error']}")

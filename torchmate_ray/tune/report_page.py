@@ -21,6 +21,7 @@ import jinja2
 from torchmate_ray.lightning.errors import ConfigError
 from torchmate_ray.tune.best import format_bytes
 from torchmate_ray.tune.budget_settings import format_budget, summarize_budget
+from torchmate_ray.tune.confirmed import rank_confirmed, read_confirm_record
 from torchmate_ray.tune.plots import plot_comparison_curves, render_plots, render_png
 from torchmate_ray.tune.report_data import ReportData, build_report_data
 from torchmate_ray.tune.rows import TrialRow, format_value
@@ -89,6 +90,10 @@ def summary_rows(data: ReportData) -> list[tuple[str, str]]:
              if best else "none yet (no trial has reported the metric)")]
     if best:
         rows += [(f"best {axis.path}", _short(best.params.get(axis.path))) for axis in data.params]
+    ranked = rank_confirmed(data.trials, read_confirm_record(data.directory), data.space.max_epochs,
+                            data.space.settings.mode)
+    rows += [(f"confirmed #{rank}", f"{config.trial_id}: {data.score_label} = {config.mean:.4f} ± {config.std:.4f} "
+              f"over {len(config.values)} runs ({', '.join(config.trials)})") for rank, config in enumerate(ranked, 1)]
     budget = summarize_budget(data.directory, data.space.num_trials)
     if budget:  # its limits and spending, what ended the sweep, the trials cut and not started
         rows.append(("budget", format_budget(budget).removeprefix("budget: ")))

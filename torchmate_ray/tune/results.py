@@ -20,6 +20,7 @@ from torchmate_ray.tune.best import (BEST_DIR, CONFIG_FILE, MODEL_FILE, export_b
                                      measure_disk)
 from torchmate_ray.tune.budget_settings import summarize_budget
 from torchmate_ray.tune.checkpoint_files import KeepRule
+from torchmate_ray.tune.confirmed import best_run, rank_confirmed, read_confirm_record
 from torchmate_ray.tune.domains import varied_paths
 from torchmate_ray.tune.rows import ENDED, TrialRow, best_trial, count_statuses, format_value, score_label
 
@@ -36,6 +37,9 @@ def write_results(rows: list[TrialRow], space: SearchSpace, directory: Path, wal
     ``interrupted_by``: the signal that stopped the sweep before its trials ended, if one did."""
     directory.mkdir(parents=True, exist_ok=True)
     best = best_trial(rows, space.settings.mode)
+    confirmed = rank_confirmed(rows, read_confirm_record(directory), space.max_epochs, space.settings.mode)
+    if confirmed:  # the winner is the config with the best mean; best/ holds its best run
+        best = best_run(confirmed[0], rows, space.settings.mode)
     counts = {**dict.fromkeys(ENDED, 0), **count_statuses(rows)}  # the ended ones always, others where there are
     summary = {
         "state": "interrupted" if interrupted_by else "ended", "interrupted_by": interrupted_by,
@@ -48,6 +52,8 @@ def write_results(rows: list[TrialRow], space: SearchSpace, directory: Path, wal
         **({"timings": dict(timings)} if timings else {}),
         "errors": {r.trial_id: r.error for r in rows if r.error},
         "budget": summarize_budget(directory, space.num_trials),
+        **({"confirmed": [config.as_dict() for config in confirmed], "best_mean": confirmed[0].mean,
+            "best_std": confirmed[0].std} if confirmed else {}),
         **write_best(best, space, directory),
     }
     write_leaderboard_csv(rows, space, directory / "leaderboard.csv")

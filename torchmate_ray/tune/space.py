@@ -61,6 +61,8 @@ class SweepSettings:
     gpu_hours: float | None = None     # GPU-hours of all trials together (each trial's GPUs x its time)
     start_from: str | None = None      # an experiment whose best trials' configs run first (start_from.py)
     start_top: int = 3                 # how many of them
+    confirm_top: int | None = None     # after the search, its best configs trained again with other seeds (confirm.py)
+    confirm_seeds: int = 3             # how many other seeds each
 
 
 @dataclass
@@ -157,8 +159,9 @@ def _check_settings(s: SweepSettings) -> None:
         value = getattr(s, key)
         if not _is_int(value) or value < minimum:
             raise ConfigError(f"sweep.{key}", f"expected an int >= {minimum}, got {describe(value)}; fix it")
-    if not _is_int(s.start_top) or s.start_top < 1:
-        raise ConfigError("sweep.start_top", f"expected an int >= 1, got {describe(s.start_top)}; e.g. 3")
+    for key in ("start_top", "confirm_seeds", *(("confirm_top",) if s.confirm_top is not None else ())):
+        if not _is_int(getattr(s, key)) or getattr(s, key) < 1:
+            raise ConfigError(f"sweep.{key}", f"expected an int >= 1, got {describe(getattr(s, key))}; e.g. 3")
     if s.max_concurrent is not None and (not _is_int(s.max_concurrent) or s.max_concurrent < 1):
         raise ConfigError("sweep.max_concurrent", f"expected an int >= 1, got {describe(s.max_concurrent)}; fix it")
     r = s.resources

@@ -23,7 +23,8 @@ from torchmate_ray.lightning.files import module_name
 from torchmate_ray.tune.budget import BudgetedSearch, SweepBudget, build_budget, open_budget
 from torchmate_ray.tune.budget_settings import check_budget_plan, describe_budget, has_budget, planned_epochs
 from torchmate_ray.tune.checkpoints import KeepRule
-from torchmate_ray.tune.choices import SCHEDULERS, SEARCHERS, list_milestones, read_choice
+from torchmate_ray.tune.choices import (DEFAULT_SEARCHER, DRAWS_FROM_POINTS, SCHEDULERS, SEARCHERS, list_milestones,
+                                        read_choice)
 from torchmate_ray.tune.domains import find_domains
 from torchmate_ray.tune.experiment import Experiment
 from torchmate_ray.tune.interrupt import Interruption
@@ -67,18 +68,22 @@ def plan_sweep(space: SearchSpace) -> ResourcePlan:
 def describe_plan(space: SearchSpace, plan: ResourcePlan) -> list[str]:
     """What ``--dry-run`` says of the plan: the resources, what the budgets hold of it, the configs it starts from."""
     s, start = space.settings, read_start_points(space)
+    then = start.describe() if start else []
+    if s.confirm_top:
+        then.append(f"then confirms the {s.confirm_top} best configs, each with {s.confirm_seeds} other training seeds: "
+                    f"{s.confirm_top * s.confirm_seeds} more trials of {space.max_epochs} epochs")
     if not has_budget(s):
-        return [*plan.describe(), *(start.describe() if start else [])]
+        return [*plan.describe(), *then]
     _, choice, cfg = read_choice(SCHEDULERS, s.scheduler, "sweep.scheduler")
     rungs = choice.arguments(cfg, {"max_t": space.max_epochs})["reduction_factor"] if choice.rungs else None
     planned = planned_epochs(space.num_trials, space.max_epochs, list_milestones(s.scheduler, space.max_epochs), rungs)
     return [*plan.describe(), "budget:", *(f"  {line}" for line in describe_budget(
-        s, planned, space.num_trials * space.max_epochs, plan.max_concurrent, plan.gpus_per_trial)),
-            *(start.describe() if start else [])]
+        s, planned, space.num_trials * space.max_epochs, plan.max_concurrent, plan.gpus_per_trial)), *then]
 
 
 def run_sweep(space: SearchSpace, plan: ResourcePlan, experiment: Experiment, retry_errored: bool = False,
-              verbose: bool = False, early_ray: EarlyRay | None = None, started_at: float | None = None) -> SweepRun:
+              verbose: bool = False, early_ray: EarlyRay | None = None, started_at: float | None = None,
+              searcher: Any = None) -> SweepRun:
     """Run (or resume: ``experiment.resume``) the sweep of ``space`` under ``plan`` and return its results.
 
     Resuming keeps finished trials as they are and continues interrupted ones from their last
@@ -88,7 +93,8 @@ def run_sweep(space: SearchSpace, plan: ResourcePlan, experiment: Experiment, re
     anything is written; once it passes, the experiment keeps its invocation (``Experiment.accept``). Progress
     shows as a compact table (progress.py), or with ``verbose`` as Ray Tune's own output. ``early_ray``: the
     local Ray the command started before it knew the plan (used if it fits the plan). ``started_at``: the
-    command's start (``time.time()``; None: now), from which a time budget counts.
+    command's start (``time.time()``; None: now), from which a time budget counts. ``searcher``: one that hands
+    out whole configs, instead of the sweep's (a confirmation's: confirm.py).
     """
     path, resume = experiment.directory, experiment.resume
     trial_config = prepare_trial_config(space)
@@ -118,6 +124,8 @@ def run_sweep(space: SearchSpace, plan: ResourcePlan, experiment: Experiment, re
     experiment.accept(plan.resources())  # as planned: GPU shares included
     # the command refused what it cannot search before (cli.run_tune); Optuna keeps its study in the experiment
     tune_config = build_tune_config(space, plan, path, budget)
+    if searcher is not None:
+        tune_config.search_alg, tune_config.max_concurrent_trials = searcher, plan.max_concurrent
     if experiment.extends and isinstance(tune_config.scheduler, RecordedASHA):  # judged against the earlier trials
         tune_config.scheduler.add_history(earlier_trials(path))
     # a searcher with a space of its own (Optuna's define-by-run) draws whole configs: Tune's must hold no domain
@@ -265,8 +273,8 @@ def build_searcher(space: SearchSpace, max_concurrent: int | None = None, config
     config, start = space.config if config is None else config, read_start_points(space)
     name, choice, cfg = read_choice(SEARCHERS, space.settings.search_alg, "sweep.search_alg")
     seed = space.settings.seed
-    if start is not None and name == "random":  # Tune's random search cannot start from them all: Optuna's sampler can
-        choice, cfg, seed = SEARCHERS["optuna"], random_start_arguments(config, cfg.get("random_state", seed)), None
+    if start is not None and name == DEFAULT_SEARCHER:  # Tune's random search cannot start from them all
+        choice, cfg, seed = SEARCHERS[DRAWS_FROM_POINTS], random_start_arguments(config, cfg.get("random_state", seed)), None
     elif choice.check is not None:
         choice.check(config)
     sweep = {"max_concurrent": max_concurrent or 0, "seed": seed, "metric": space.settings.metric,

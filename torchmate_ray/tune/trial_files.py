@@ -37,16 +37,17 @@ def read_experiment_trials(directory: Path, space: SearchSpace,
 
 
 def read_trial_states(directory: Path) -> dict[str, str]:
-    """Trial id -> Tune's status (RUNNING, PENDING, TERMINATED, ERROR, ...) from the newest experiment
-    state file; empty when there is none or it cannot be read (a sweep killed while writing it)."""
-    files = sorted(directory.glob("experiment_state-*.json"))  # named by their run's start: Tune takes the last too
-    if not files:
-        return {}
-    try:
-        entries = json.loads(files[-1].read_text())["trial_data"]
-        return {trial["trial_id"]: trial["status"] for trial in (json.loads(entry[0]) for entry in entries)}
-    except (OSError, ValueError, KeyError, TypeError, IndexError):
-        return {}
+    """Trial id -> Tune's status (RUNNING, PENDING, TERMINATED, ERROR, ...) from the experiment state files: each
+    trial's from the newest run that had it (an experiment grown by ``extend``, or confirmed, ran Tune more than
+    once); a file that cannot be read (a sweep killed while writing it) counts for nothing."""
+    states: dict[str, str] = {}
+    for path in sorted(directory.glob("experiment_state-*.json")):  # named by their run's start: the newest last
+        try:
+            entries = json.loads(path.read_text())["trial_data"]
+            states.update({trial["trial_id"]: trial["status"] for trial in (json.loads(entry[0]) for entry in entries)})
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            continue
+    return states
 
 
 def read_trials(directory: Path, space: SearchSpace, states: Mapping[str, str],
