@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,15 @@ from torchmate_ray.tune.confirmed import rank_confirmed
 from torchmate_ray.tune.rows import TrialRow
 
 TUNE = str(Path(sys.executable).parent / "torchmate-tune")
+
+
+def confirming(experiment: Path) -> bool:
+    """The confirmation has handed out a trial, and one of its trials has reported an epoch."""
+    try:
+        trials = json.loads((experiment / "confirm.jsonl").read_text())["trials"]
+    except (OSError, ValueError):
+        return False
+    return any((experiment / trial_id / "result.json").is_file() for trial_id in trials)
 
 
 def row(trial_id: str, value: float | None, epochs: int = 2, status: str = "finished") -> TrialRow:
@@ -39,15 +51,22 @@ def test_a_config_is_ranked_by_the_mean_of_its_runs_not_by_its_luckiest():
 
 @pytest.mark.slow
 def test_confirming_the_top_3_with_3_seeds_adds_9_trials_and_ranks_the_configs_by_their_mean(tmp_path):
-    space = tmp_path / "space.py"
-    space.write_text(tiny_space(tmp_path / "data", sweep={"metric": "val/loss", "mode": "min", "num_samples": 4,
-                                                          "scheduler": "fifo", "seed": 5},
-                                overrides={"optimizer.cfg.lr": Code("tune.loguniform(1e-3, 1e-1)"),
-                                           "training.max_epochs": 2}))
-    experiment = tmp_path / "results" / "exp"
-    run = subprocess.run([TUNE, str(space), "--confirm-top", "3", "--seeds", "3", "--storage-path",
-                          str(experiment.parent), "--name", "exp"], capture_output=True, text=True, timeout=600,
-                         cwd=tmp_path)
+    """The sweep is stopped (Ctrl-C) once its confirmation has begun, and resumed: the confirmation goes on with the
+    trials it had not handed out, and none twice."""
+    from test_resume import start_sweep
+
+    space = tiny_space(tmp_path / "data", sweep={"metric": "val/loss", "mode": "min", "num_samples": 4,
+                                                 "scheduler": "fifo", "seed": 5, "confirm_top": 3, "confirm_seeds": 3},
+                       overrides={"optimizer.cfg.lr": Code("tune.loguniform(1e-3, 1e-1)"), "training.max_epochs": 2})
+    driver, _, experiment = start_sweep(tmp_path, space)
+    deadline = time.monotonic() + 300
+    while not any(experiment.glob("*/result.json")) or not confirming(experiment):
+        assert driver.poll() is None and time.monotonic() < deadline, driver.communicate()[1][-3000:]
+        time.sleep(0.1)
+    os.killpg(driver.pid, signal.SIGINT)
+    assert driver.wait(timeout=120) == 130, driver.stderr.read()[-3000:]
+    assert 0 < len(json.loads((experiment / "confirm.jsonl").read_text())["trials"]) < 9
+    run = subprocess.run([TUNE, str(experiment), "--resume"], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     with open(experiment / "leaderboard.csv") as handle:
         values = {r["trial_id"]: float(r["val/loss"]) for r in csv.DictReader(handle)}

@@ -100,8 +100,8 @@ def run_tune(args: argparse.Namespace, early_ray: EarlyRay | None, started_at: f
     """tune_main once the command line is read (and Ray started, ``early_ray``): the sweep and its report."""
     from torchmate_ray.lightning.errors import ConfigError
     from torchmate_ray.tune import sweep
-    from torchmate_ray.tune.experiment import open_experiment, resolve_invocation
-    from torchmate_ray.tune.confirm import confirmation_due
+    from torchmate_ray.tune.experiment import CONFIRM_STAGE, open_experiment, resolve_invocation
+    from torchmate_ray.tune.confirm import confirmation_due, resumed_confirmation
     from torchmate_ray.tune.extend import extend_experiment
     from torchmate_ray.tune.interrupt import StoppedAtOnce, exit_code
     from torchmate_ray.tune.space import describe_space, validate_space
@@ -122,8 +122,11 @@ def run_tune(args: argparse.Namespace, early_ray: EarlyRay | None, started_at: f
         print(f"experiment: {experiment.directory}  (continue it with: torchmate-tune {experiment.directory} "
               f"--resume)", flush=True)
         experiment_line_at = time.time()
-        run = sweep.run_sweep(space, plan, experiment, retry_errored=args.retry_errored, verbose=args.verbose,
-                              early_ray=early_ray, started_at=started_at)
+        # a resumed confirmation (the sweep's last Tune run) goes on as it ran: confirm.py
+        space_run, searcher = (resumed_confirmation(space, experiment.directory)
+                               if args.resume and invocation.stage == CONFIRM_STAGE else (space, None))
+        run = sweep.run_sweep(space_run, plan, experiment, retry_errored=args.retry_errored, verbose=args.verbose,
+                              early_ray=early_ray, started_at=started_at, searcher=searcher)
         if not run.interrupted_by and confirmation_due(space, experiment.directory):
             run = confirm_winners(space, plan, experiment, run, args.verbose, early_ray)
     except StoppedAtOnce as stop:  # a second Ctrl-C: nothing more is written; the last saved state resumes
@@ -145,13 +148,15 @@ def confirm_winners(space: SearchSpace, plan: ResourcePlan, experiment: Experime
 
     from torchmate_ray.tune import sweep
     from torchmate_ray.tune.confirm import prepare_confirmation
+    from torchmate_ray.tune.experiment import CONFIRM_STAGE
 
     confirm_space, searcher = prepare_confirmation(space, experiment.directory, search.results)
     s = space.settings
     print(f"confirming the {s.confirm_top} best configs with {s.confirm_seeds} other training seeds each: "
           f"{confirm_space.settings.num_samples} trials", flush=True)
-    run = sweep.run_sweep(confirm_space, plan, dataclasses.replace(experiment, resume=False, saved=None),
-                          verbose=verbose, early_ray=early_ray, searcher=searcher)
+    confirming = dataclasses.replace(experiment, resume=False, saved=None,
+                                     invocation=dataclasses.replace(experiment.invocation, stage=CONFIRM_STAGE))
+    run = sweep.run_sweep(confirm_space, plan, confirming, verbose=verbose, early_ray=early_ray, searcher=searcher)
     return dataclasses.replace(run, wall_seconds=search.wall_seconds + run.wall_seconds,
                                first_result_at=search.first_result_at)
 

@@ -63,6 +63,22 @@ def confirmation_due(space: SearchSpace, directory: Path) -> bool:
     return bool(space.settings.confirm_top) and not (directory / CONFIRM_FILE).is_file()
 
 
+def confirmation_space(space: SearchSpace, trials: int) -> SearchSpace:
+    """``space`` as its confirmation of ``trials`` trials runs: a FIFO scheduler, no budget, no start points."""
+    settings = dataclasses.replace(space.settings, num_samples=max(trials, 1), scheduler=NO_EARLY_STOPPING,
+                                   search_alg=DEFAULT_SEARCHER, time_budget=None, epoch_budget=None, gpu_hours=None,
+                                   start_from=None)
+    return dataclasses.replace(space, settings=settings)
+
+
+def resumed_confirmation(space: SearchSpace, directory: Path) -> tuple[SearchSpace, ConfirmSearch]:
+    """A confirmation that ``--resume`` continues: its space, and a searcher that says how Tune ran it (Tune
+    restores the searcher itself, with what it had handed out)."""
+    s = space.settings
+    search = ConfirmSearch([], str(directory), s.confirm_top or 0, s.confirm_seeds, s.metric, s.mode)
+    return confirmation_space(space, (s.confirm_top or 0) * s.confirm_seeds), search
+
+
 def prepare_confirmation(space: SearchSpace, directory: Path, results: Any) -> tuple[SearchSpace, ConfirmSearch]:
     """The confirmation of ``space``'s sweep in ``directory``, whose search's Tune ``results`` (a ResultGrid) hold
     each trial's config as the trial got it: the space to run it with (a FIFO scheduler, K x S trials, no budget,
@@ -77,8 +93,5 @@ def prepare_confirmation(space: SearchSpace, directory: Path, results: Any) -> t
         base = config.get("seed") if isinstance(config.get("seed"), int) else 0
         runs += [{"of": row.trial_id, "seed": base + k, "config": {**config, "seed": base + k}}
                  for k in range(1, s.confirm_seeds + 1)]
-    settings = dataclasses.replace(s, num_samples=max(len(runs), 1), scheduler=NO_EARLY_STOPPING,
-                                   search_alg=DEFAULT_SEARCHER, time_budget=None, epoch_budget=None, gpu_hours=None,
-                                   start_from=None)
     search = ConfirmSearch(runs, str(directory), s.confirm_top, s.confirm_seeds, s.metric, s.mode)
-    return dataclasses.replace(space, settings=settings), search
+    return confirmation_space(space, len(runs)), search

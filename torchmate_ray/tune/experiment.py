@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from torchmate_ray.tune.space import SearchSpace
 
 INVOCATION_FILE = "torchmate_sweep.json"
+SEARCH_STAGE, CONFIRM_STAGE = "search", "confirm"  # what an experiment's Tune run does (Invocation.stage)
 REQUIRED_KEYS = {"space_file", "overrides", "max_epochs", "settings"}  # "resources" came later: optional
 
 # The command-line flag of each saved setting and resource, for the one-line refusals of a resume.
@@ -46,6 +47,7 @@ class Invocation:
     settings: dict[str, Any] = field(default_factory=dict)   # sweep settings given (name, storage_path, ...)
     resources: dict[str, Any] = field(default_factory=dict)  # sweep.resources given; saved: as planned
     grown: list[dict[str, Any]] = field(default_factory=list)  # each extension's num_samples and seed (extend.py)
+    stage: str = SEARCH_STAGE  # what Tune ran last: the search, or the confirmation of its winners (confirm.py)
 
     def load_space(self) -> SearchSpace:
         """The search space: the file with these overrides, epochs, settings and resources; a sweep without
@@ -124,7 +126,7 @@ def read_invocation(directory: Path) -> Invocation | None:
         return None
     if not isinstance(saved, Mapping) or not REQUIRED_KEYS <= set(saved):
         return None
-    return Invocation(**{key: saved[key] for key in (*REQUIRED_KEYS, "resources", "grown") if key in saved})
+    return Invocation(**{key: saved[key] for key in (*REQUIRED_KEYS, "resources", "grown", "stage") if key in saved})
 
 
 def load_invocation(directory: Path, fix: str) -> Invocation:

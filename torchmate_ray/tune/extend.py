@@ -20,7 +20,7 @@ import dataclasses
 from pathlib import Path
 
 from torchmate_ray.lightning.errors import ConfigError, describe
-from torchmate_ray.tune.experiment import Experiment, load_invocation
+from torchmate_ray.tune.experiment import SEARCH_STAGE, Experiment, load_invocation
 from torchmate_ray.tune.trial_files import read_trial_states
 
 ENDED_STATES = ("TERMINATED", "ERROR")
@@ -49,9 +49,9 @@ def extend_experiment(directory: str | Path, num_samples: int | None) -> Experim
     where = {"storage_path": str(directory.parent), "name": directory.name}
     # what the sweep started from ran already; its confirmation confirmed the winners of its first run
     kept = {key: value for key, value in saved.settings.items() if key not in ("start_from", "confirm_top")}
-    this_run = dataclasses.replace(saved, settings={**kept, **where, "num_samples": num_samples,
-                                                    **({} if seed is None else {"seed": seed})})
-    whole = dataclasses.replace(saved, settings={**saved.settings, "num_samples": ran.num_samples + num_samples},
+    this_run = dataclasses.replace(saved, stage=SEARCH_STAGE, settings={
+        **kept, **where, "num_samples": num_samples, **({} if seed is None else {"seed": seed})})
+    whole = dataclasses.replace(saved, stage=SEARCH_STAGE, settings={**saved.settings, "num_samples": ran.num_samples + num_samples},
                                 grown=[*saved.grown, {"num_samples": num_samples, "seed": seed}])
     return Experiment(directory, resume=False, invocation=this_run, saved=whole)
 
