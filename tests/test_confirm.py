@@ -44,7 +44,8 @@ def test_a_config_is_ranked_by_the_mean_of_its_runs_not_by_its_luckiest():
     record = {"trials": {"a1": {"of": "a"}, "a2": {"of": "a"}, "b1": {"of": "b"}, "b2": {"of": "b"},
                          "c1": {"of": "c"}, "c2": {"of": "c"}}}
     ranked = rank_confirmed(rows, record, max_epochs=2, mode="min")
-    assert [(c.trial_id, c.trials) for c in ranked] == [("b", ["b", "b1", "b2"]), ("c", ["c1"]), ("a", ["a", "a1", "a2"])]
+    assert [(c.trial_id, c.trials) for c in ranked] == [("b", ["b", "b1", "b2"]), ("c", ["c1"]),
+                                                        ("a", ["a", "a1", "a2"])]
     assert ranked[0].mean == pytest.approx(0.3) and ranked[0].std == pytest.approx(0.05)
     assert [c.trial_id for c in rank_confirmed(rows, record, max_epochs=2, mode="max")] == ["a", "c", "b"]
 

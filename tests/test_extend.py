@@ -97,7 +97,8 @@ def test_each_extension_of_a_seeded_random_search_draws_new_configs(tmp_path):
 
     first = read_invocation(experiment).load_space()
     grown = extend_experiment(experiment, 3)
-    assert grown.invocation.load_space().settings.num_samples == 3 and grown.saved.load_space().settings.num_samples == 6
+    assert grown.invocation.load_space().settings.num_samples == 3
+    assert grown.saved.load_space().settings.num_samples == 6
     save_invocation(experiment, grown.saved)
     again = extend_experiment(experiment, 4)
     seeds = [first.settings.seed, grown.invocation.settings["seed"], again.invocation.settings["seed"]]
@@ -159,7 +160,8 @@ def old_experiment(tmp_path: Path) -> Path:
                                 overrides={"optimizer.cfg.lr": Code("tune.loguniform(1e-3, 1e-1)"),
                                            "model.cfg.hidden": Code("tune.choice([[16], [32]])")}))
     experiment = tmp_path / "results" / "old"
-    save_invocation(experiment, Invocation(str(space), settings={"name": "old", "storage_path": str(experiment.parent)}))
+    save_invocation(experiment, Invocation(str(space), settings={"name": "old",
+                                                                 "storage_path": str(experiment.parent)}))
     for trial_id, (lr, hidden, loss) in OLD_TRIALS.items():
         (experiment / trial_id).mkdir()
         config = {"optimizer": {"name": "Adam", "cfg": {"lr": lr}}, "model": {"cfg": {"hidden": hidden}}}
@@ -231,7 +233,8 @@ def test_random_search_starts_lenet_from_an_optimizer_of_the_old_sweep(tmp_path)
 
     lenet = Path(__file__).resolve().parents[1] / "search_spaces" / "lenet.py"
     experiment = tmp_path / "results" / "old"
-    save_invocation(experiment, Invocation(str(lenet), settings={"name": "old", "storage_path": str(experiment.parent)}))
+    save_invocation(experiment, Invocation(str(lenet), settings={"name": "old",
+                                                                 "storage_path": str(experiment.parent)}))
     old = {"optimizer": {"name": "SGD", "cfg": {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4}},
            "dataloaders": {"default": {"batch_size": 256, "num_workers": 0}, "train": {"batch_size": 64}}}
     (experiment / "old_00000").mkdir()

@@ -184,13 +184,15 @@ def given_invocation(args: argparse.Namespace) -> Invocation:
     """What the command line says to run: the file, ``--set``, ``--max-epochs``, the settings and resources given."""
     from torchmate_ray.tune.experiment import Invocation
 
+    settings = {key: getattr(args, key) for key in ("num_samples", "metric", "mode", "scheduler", "search_alg", "seed",
+                                                    "max_concurrent", "name", "storage_path", "address", "tracker",
+                                                    "time_budget", "epoch_budget", "gpu_hours", "start_from",
+                                                    "start_top", "confirm_top", "confirm_seeds")
+                if getattr(args, key) is not None}
+    if "start_from" in settings:  # read again by a resume, which may run elsewhere
+        settings["start_from"] = str(Path(settings["start_from"]).expanduser().resolve())
     return Invocation(
-        space_file=args.space_file, overrides=args.overrides, max_epochs=args.max_epochs,
-        settings={key: getattr(args, key) for key in ("num_samples", "metric", "mode", "scheduler", "search_alg",
-                                                      "seed", "max_concurrent", "name", "storage_path", "address",
-                                                      "tracker", "time_budget", "epoch_budget", "gpu_hours", "start_from",
-                                                      "start_top", "confirm_top", "confirm_seeds")
-                  if getattr(args, key) is not None},
+        space_file=args.space_file, overrides=args.overrides, max_epochs=args.max_epochs, settings=settings,
         resources={key: getattr(args, key) for key in ("workers", "cpus_per_worker", "gpus_per_worker")
                    if getattr(args, key) is not None})
 

@@ -32,6 +32,7 @@ from ray.tune.stopper import Stopper
 from torchmate_ray.tune.budget_settings import BUDGET_FILE, read_json
 from torchmate_ray.tune.record import EPOCHS
 
+
 @dataclass
 class BudgetState:
     """What a sweep has spent of its budget, and where its trials stand."""
