@@ -65,7 +65,8 @@ def reported_epochs(experiment: Path) -> dict[str, list[dict]]:
 def test_a_time_budget_ends_the_sweep_within_it_plus_one_epoch_and_says_what_was_cut(tmp_path):
     run, experiment, summary = run_budgeted_sweep(tmp_path, "--time-budget", "25s")
     budget, epochs = summary["budget"], reported_epochs(experiment)
-    longest_epoch = max(result["time_this_iter_s"] for results in epochs.values() for result in results[1:])
+    # an epoch's time as Tune measured it (a trial's first holds its setup too: on a slow host none has a second)
+    longest_epoch = max(result["time_this_iter_s"] for results in epochs.values() for result in results)
     assert summary["timings"]["end_s"] <= 25 + longest_epoch + 1  # Tune's loop looks at the budget once a step
     assert budget["ended_by"] == "time budget" and budget["limits"]["seconds"] == 25
     started = json.loads((experiment / "budget.jsonl").read_text())["state"]["started"]

@@ -58,7 +58,7 @@ def test_confirming_the_top_3_with_3_seeds_adds_9_trials_and_ranks_the_configs_b
 
     space = tiny_space(tmp_path / "data", sweep={"metric": "val/loss", "mode": "min", "num_samples": 4,
                                                  "scheduler": "fifo", "seed": 5, "confirm_top": 3, "confirm_seeds": 3},
-                       overrides={"optimizer.cfg.lr": Code("tune.loguniform(1e-3, 1e-1)"), "training.max_epochs": 2})
+                       overrides={"optimizer.cfg.lr": Code("tune.loguniform(1e-3, 1e-1)")})  # 1 epoch
     driver, _, experiment = start_sweep(tmp_path, space)
     deadline = time.monotonic() + 300
     while not any(experiment.glob("*/result.json")) or not confirming(experiment):
@@ -78,7 +78,7 @@ def test_confirming_the_top_3_with_3_seeds_adds_9_trials_and_ranks_the_configs_b
         params = json.loads((experiment / trial_id / "params.json").read_text())
         origin = json.loads((experiment / confirm["of"] / "params.json").read_text())
         assert params["seed"] == confirm["seed"] and params == {**origin, "seed": confirm["seed"]}
-        assert len((experiment / trial_id / "result.json").read_text().splitlines()) == 2  # every epoch
+        assert len((experiment / trial_id / "result.json").read_text().splitlines()) == 1  # every epoch
     assert sorted(c["of"] for c in confirms.values()) == sorted(search[:3] * 3)
     assert sorted(c["seed"] for c in confirms.values()) == [8, 8, 8, 9, 9, 9, 10, 10, 10]
 
