@@ -1,5 +1,5 @@
 """A sweep's budgets, --time-budget and --epoch-budget: kept while the sweep runs and across an interruption, and
-what was cut written down. Each real sweep is 8 trials of 4 epochs (each epoch held 1 s), 2 at a time: far more
+what was cut written down. Each real sweep runs trials whose epochs are each held 1 s, 2 at a time: far more
 than its budget holds."""
 
 from __future__ import annotations
@@ -38,16 +38,16 @@ def test_the_plans_epochs_follow_ashas_rungs():
     assert planned_epochs(27, 9, list(range(1, 10)), None) == 27 * 9
 
 
-def budgeted_space(tmp_path: Path, **budget: object) -> str:
+def budgeted_space(tmp_path: Path, trials: int = 8, epochs: int = 4, **budget: object) -> str:
     return tiny_space(tmp_path / "data", code=EPOCH_LOG, sweep={
-        "metric": "val/loss", "mode": "min", "num_samples": 8, "scheduler": "fifo", **budget}, overrides={
-        "optimizer.cfg.lr": Code("tune.loguniform(1e-3, 1e-1)"), "training.max_epochs": 4,
+        "metric": "val/loss", "mode": "min", "num_samples": trials, "scheduler": "fifo", **budget}, overrides={
+        "optimizer.cfg.lr": Code("tune.loguniform(1e-3, 1e-1)"), "training.max_epochs": epochs,
         "training.callbacks": [epoch_log(tmp_path / "epochs.log", 1.0)]})
 
 
-def run_budgeted_sweep(tmp_path: Path, *flags: str) -> tuple[subprocess.CompletedProcess, Path, dict]:
+def run_budgeted_sweep(tmp_path: Path, *flags: str, **shape: int) -> tuple[subprocess.CompletedProcess, Path, dict]:
     space = tmp_path / "space.py"
-    space.write_text(budgeted_space(tmp_path))
+    space.write_text(budgeted_space(tmp_path, **shape))
     run = subprocess.run([TUNE, str(space), "--storage-path", str(tmp_path / "results"), "--name", "exp", *flags],
                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
@@ -63,16 +63,17 @@ def reported_epochs(experiment: Path) -> dict[str, list[dict]]:
 
 @pytest.mark.slow
 def test_a_time_budget_ends_the_sweep_within_it_plus_one_epoch_and_says_what_was_cut(tmp_path):
-    run, experiment, summary = run_budgeted_sweep(tmp_path, "--time-budget", "25s")
+    """16 trials of 5 epochs (at least 40 s of epochs alone, 2 at a time) in 45 s from the command's start."""
+    run, experiment, summary = run_budgeted_sweep(tmp_path, "--time-budget", "45s", trials=16, epochs=5)
     budget, epochs = summary["budget"], reported_epochs(experiment)
     # an epoch's time as Tune measured it (a trial's first holds its setup too: on a slow host none has a second)
-    longest_epoch = max(result["time_this_iter_s"] for results in epochs.values() for result in results)
-    assert summary["timings"]["end_s"] <= 25 + longest_epoch + 1  # Tune's loop looks at the budget once a step
-    assert budget["ended_by"] == "time budget" and budget["limits"]["seconds"] == 25
+    longest_epoch = max((result["time_this_iter_s"] for results in epochs.values() for result in results), default=0)
+    assert summary["timings"]["end_s"] <= 45 + longest_epoch + 1  # Tune's loop looks at the budget once a step
+    assert budget["ended_by"] == "time budget" and budget["limits"]["seconds"] == 45 and epochs
     started = json.loads((experiment / "budget.jsonl").read_text())["state"]["started"]
-    assert budget["not_started"] >= 1 and budget["not_started"] + len(started) == 8
-    for trial_id, cut in budget["cut"].items():  # a cut trial kept the epochs it reported, short of its 4
-        assert cut["by"] == "time budget" and cut["epochs"] == len(epochs.get(trial_id, [])) < 4
+    assert budget["not_started"] >= 1 and budget["not_started"] + len(started) == 16
+    for trial_id, cut in budget["cut"].items():  # a cut trial kept the epochs it reported, short of its 5
+        assert cut["by"] == "time budget" and cut["epochs"] == len(epochs.get(trial_id, [])) < 5
     assert budget["spent"]["epochs"] == sum(map(len, epochs.values())) == summary["epochs_run"]
     assert "budget 0:" in run.stdout and "ended by the time budget" in run.stdout  # the live lines and the end
 
