@@ -151,6 +151,8 @@ BAD_SPACES = [
     ("zero-confirm-top", None, ["--confirm-top", "0"], "sweep.confirm_top: expected an int >= 1, got 0 (int); e.g. 3"),
     ("zero-seeds", None, ["--confirm-top", "2", "--seeds", "0"],
      "sweep.confirm_seeds: expected an int >= 1, got 0 (int); e.g. 3"),
+    ("seeds-without-confirm-top", None, ["--seeds", "5"], "sweep.confirm_seeds: the seeds of a confirmation, but "
+     "nothing is confirmed; add --confirm-top K (sweep['confirm_top']) or leave --seeds out"),
 ]
 
 

@@ -162,6 +162,9 @@ def _check_settings(s: SweepSettings) -> None:
     for key in ("start_top", "confirm_seeds", *(("confirm_top",) if s.confirm_top is not None else ())):
         if not _is_int(getattr(s, key)) or getattr(s, key) < 1:
             raise ConfigError(f"sweep.{key}", f"expected an int >= 1, got {describe(getattr(s, key))}; e.g. 3")
+    if s.confirm_top is None and s.confirm_seeds != SweepSettings.confirm_seeds:
+        raise ConfigError("sweep.confirm_seeds", "the seeds of a confirmation, but nothing is confirmed; add "
+                          "--confirm-top K (sweep['confirm_top']) or leave --seeds out")
     if s.max_concurrent is not None and (not _is_int(s.max_concurrent) or s.max_concurrent < 1):
         raise ConfigError("sweep.max_concurrent", f"expected an int >= 1, got {describe(s.max_concurrent)}; fix it")
     r = s.resources
