@@ -48,7 +48,8 @@ def extend_experiment(directory: str | Path, num_samples: int | None) -> Experim
     seed = ran.seed if ran.seed is None else (ran.seed + SEED_STRIDE * (len(saved.grown) + 1)) % 2**32
     where = {"storage_path": str(directory.parent), "name": directory.name}
     # what the sweep started from ran already; its confirmation confirmed the winners of its first run
-    kept = {key: value for key, value in saved.settings.items() if key not in ("start_from", "confirm_top", "confirm_seeds")}
+    dropped = ("start_from", "confirm_top", "confirm_seeds")
+    kept = {key: value for key, value in saved.settings.items() if key not in dropped}
     this_run = dataclasses.replace(saved, stage=SEARCH_STAGE, settings={
         **kept, **where, "num_samples": num_samples, **({} if seed is None else {"seed": seed})})
     whole = dataclasses.replace(saved, stage=SEARCH_STAGE, settings={**saved.settings, "num_samples": ran.num_samples + num_samples},
