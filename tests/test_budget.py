@@ -68,7 +68,10 @@ def test_a_time_budget_ends_the_sweep_within_it_plus_one_epoch_and_says_what_was
     budget, epochs = summary["budget"], reported_epochs(experiment)
     # an epoch's time as Tune measured it (a trial's first holds its setup too: on a slow host none has a second)
     longest_epoch = max((result["time_this_iter_s"] for results in epochs.values() for result in results), default=0)
-    assert summary["timings"]["end_s"] <= 45 + longest_epoch + 1  # Tune's loop looks at the budget once a step
+    # a trial cut in its epoch is killed at once (budget.BudgetEnd); one whose process was still starting cannot be,
+    # and Tune waits for that start (at most 10 s) before it kills it
+    starting = 10 if any(cut["epochs"] == 0 for cut in budget["cut"].values()) else 0
+    assert summary["timings"]["end_s"] <= 45 + max(longest_epoch, starting) + 1  # Tune looks once a step
     assert budget["ended_by"] == "time budget" and budget["limits"]["seconds"] == 45 and epochs
     started = json.loads((experiment / "budget.jsonl").read_text())["state"]["started"]
     assert budget["not_started"] >= 1 and budget["not_started"] + len(started) == 16

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import ray
+from ray.tune import Callback
 from ray.tune.search import SearchAlgorithm
 from ray.tune.stopper import Stopper
 
@@ -260,6 +262,26 @@ class BudgetedSearch(SearchAlgorithm):
 
     def restore_from_dir(self, dirpath: str) -> None:
         self.inner.restore_from_dir(dirpath)
+
+
+class BudgetEnd(Callback):
+    """Once the time or GPU budget ends the sweep, its trials' processes are killed, not waited for: Tune would
+    wait up to 10 s for each to end the epoch the budget cuts. What they reported is kept (each report's files are
+    written as it is made). A process still starting has no handle yet: Tune waits for its start (at most 10 s)."""
+
+    def __init__(self, budget: SweepBudget):
+        self.budget, self.actors, self.killed = budget, {}, False
+
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        if not self.killed:  # Tune lets go of a trial's process as it stops it: held here from before
+            self.actors = {t.trial_id: t.temporary_state.ray_actor for t in trials if t.temporary_state.ray_actor}
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        if self.killed or self.budget.state.ended_by not in ("time budget", "GPU budget"):
+            return
+        self.killed = True
+        for actor in self.actors.values():
+            ray.kill(actor, no_restart=True)
 
 
 def build_budget(settings: Any, gpus_per_trial: float, max_epochs: int, experiment_dir: Path,

@@ -20,7 +20,7 @@ from torchmate_ray.lightning.build import call_checked
 from torchmate_ray.lightning.configure import configure_data
 from torchmate_ray.lightning.errors import ConfigError
 from torchmate_ray.lightning.files import module_name
-from torchmate_ray.tune.budget import BudgetedSearch, SweepBudget, build_budget, open_budget
+from torchmate_ray.tune.budget import BudgetedSearch, BudgetEnd, SweepBudget, build_budget, open_budget
 from torchmate_ray.tune.budget_settings import check_budget_plan, describe_budget, has_budget, planned_epochs
 from torchmate_ray.tune.checkpoints import KeepRule
 from torchmate_ray.tune.choices import (DEFAULT_SEARCHER, DRAWS_FROM_POINTS, SCHEDULERS, SEARCHERS, list_milestones,
@@ -251,6 +251,7 @@ def build_run_config(space: SearchSpace, path: Path, verbose: bool = False,
     return RunConfig(name=path.name, storage_path=str(path.parent), verbose=1 if verbose else 0, stop=budget,
                      callbacks=[ResultRecord(str(path)), FailureBudget(str(path), s.max_failures),
                                 *build_tracker_callbacks(s.tracker, path),
+                                *([] if budget is None else [BudgetEnd(budget)]),
                                 *([] if verbose else [build_progress(space, TIME_ATTR, budget)])],
                      checkpoint_config=CheckpointConfig(num_to_keep=None),  # PBT's, through Tune: all kept
                      # Tune counts every failure alike: FailureBudget ends a trial whose own code raised once
