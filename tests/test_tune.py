@@ -157,33 +157,54 @@ BAD_SPACES = [
 
 
 # Every refusal of the sweep settings (sweep.*, and the flags that set them) runs both ways. The config's
-# refusals come from validate_space, the same step in both: of those, two also run for real (each real run
-# starts Ray and waits for it to shut down again, 4 s), these only with --dry-run.
+# refusals come from validate_space, the same step in both: of those, two also run for real, these only with
+# --dry-run.
 DRY_RUN_ONLY = {"unknown-name-deep-in-a-branch", "domain-where-a-class-is-required", "missing-config", "zero-epochs",
                 "plateau-monitor-not-logged", "callback-monitor-not-logged"}
+REAL_RUNS = [b for b in BAD_SPACES if b[0] not in DRY_RUN_ONLY]
 
 
-@pytest.mark.parametrize("edit, flags, expected", [b[1:] for b in BAD_SPACES], ids=[b[0] for b in BAD_SPACES])
-def test_bad_space_is_refused_alike_by_a_dry_run_and_a_real_run(request, space_file, capsys, edit, flags, expected):
-    """One line, exit 2: first with --dry-run (no Ray ever starts), then for real (the Ray the command started
-    early is shut down again)."""
+def refused_line(space_file: Path, edit: tuple[str, str, str] | None, expected: str) -> str:
+    """The refusal's one line, once ``edit`` (key, old, new) is made to the space file."""
     import os
 
     if edit:
         text = space_file.read_text()
         assert edit[1] in text
         space_file.write_text(text.replace(edit[1], edit[2], 1))
-    line = "torchmate-tune: error: " + expected.format(path=space_file, cpus=f"{os.cpu_count():g}")
+    return "torchmate-tune: error: " + expected.format(path=space_file, cpus=f"{os.cpu_count():g}")
+
+
+@pytest.mark.parametrize("edit, flags, expected", [b[1:] for b in BAD_SPACES], ids=[b[0] for b in BAD_SPACES])
+def test_bad_space_is_refused_by_a_dry_run_before_ray_starts(space_file, capsys, edit, flags, expected):
+    """One line, exit 2, and no Ray ever started."""
+    line = refused_line(space_file, edit, expected)
     assert tune_main([str(space_file), *flags, "--dry-run"]) == 2
     assert capsys.readouterr().err.splitlines() == [line]
     assert not ray.is_initialized()
-    if request.node.callspec.id in DRY_RUN_ONLY:
-        return
-    started = time.monotonic()
-    code = tune_main([str(space_file), *flags])
-    assert code == 2 and capsys.readouterr().err.splitlines() == [line]
-    assert not ray.is_initialized()
-    assert time.monotonic() - started < 5
+
+
+class TestRealRuns:
+    """The same refusals, for real: the same line, exit 2, within 5 s. The class's runs share one Ray, which each
+    command finds running, leaves running, and so does not start and shut down one of its own (5 s each);
+    test_startup refuses sweeps whose early Ray is shut down again, at each step where a refusal can come."""
+
+    @pytest.fixture(scope="class", autouse=True)
+    def running_ray(self):
+        from torchmate_ray.tune.local_ray import LocalRay, connect_ray
+
+        connect_ray(None, LocalRay.for_trials(1, 1))
+        yield
+        ray.shutdown()
+
+    @pytest.mark.parametrize("edit, flags, expected", [b[1:] for b in REAL_RUNS], ids=[b[0] for b in REAL_RUNS])
+    def test_bad_space_is_refused_by_a_real_run_as_by_a_dry_run(self, space_file, capsys, edit, flags, expected):
+        line = refused_line(space_file, edit, expected)
+        started = time.monotonic()
+        code = tune_main([str(space_file), *flags])
+        assert code == 2 and capsys.readouterr().err.splitlines() == [line]
+        assert ray.is_initialized()  # the Ray it found: not its own to shut down
+        assert time.monotonic() - started < 5
 
 
 @pytest.mark.parametrize("name, cls", [("asha", "RecordedASHA"), ("hyperband", "HyperBandScheduler"),
