@@ -28,6 +28,10 @@ from torchmate_ray.tune.resources import EPSILON
 # PrestartWorkers RPC takes a runtime_env, but 2.60 has no Python API for it. So none are prestarted.
 WARM_MODULES = ("torch", "lightning.pytorch", "torchmate_ray.tune.trial")
 WARM_SYSTEM_CONFIG = {"preload_python_modules": list(WARM_MODULES), "prestart_worker_first_driver": False}
+# With multi-worker trials, most of a trial's processes need none of them (Ray Train's controller, its placement
+# group cleaner and state actor): preloaded, they took 7 s of CPU each (a 2-worker trial's first epoch came
+# after 33 s on 2 CPUs, 8 Python processes importing torch and Lightning); each Train worker imports them itself.
+COLD_SYSTEM_CONFIG = {"prestart_worker_first_driver": False}
 THREADS_ENV = "OMP_NUM_THREADS"
 
 
@@ -58,6 +62,9 @@ class LocalRay:
 # for the last one's thread to end (its default, 2 s, is less than a loaded machine takes to tear a fit
 # down and write its last checkpoint), or fails that next trial.
 TRIAL_ENV = {"TUNE_FUNCTION_THREAD_TIMEOUT_S": "60"}
+# And on this machine alone: Ray Train's preemption watcher (an actor per multi-worker trial, a process) waits
+# for a cloud's notice that a node will be taken away, which a machine of one's own never gets.
+LOCAL_TRIAL_ENV = {**TRIAL_ENV, "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
 
 
 def connect_ray(address: str | None, local: LocalRay = LocalRay()) -> None:
@@ -72,7 +79,7 @@ def connect_ray(address: str | None, local: LocalRay = LocalRay()) -> None:
     if address:
         ray.init(address=address, runtime_env={"env_vars": dict(TRIAL_ENV)}, **quiet)
         return
-    for key, value in TRIAL_ENV.items():  # a local Ray's processes copy this environment
+    for key, value in LOCAL_TRIAL_ENV.items():  # a local Ray's processes copy this environment
         os.environ.setdefault(key, value)
     # Ray warns that it turned token authentication on (its default): noise for a Ray of our own on loopback
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
@@ -81,7 +88,7 @@ def connect_ray(address: str | None, local: LocalRay = LocalRay()) -> None:
         os.environ[THREADS_ENV] = str(local.threads)
     try:  # "local": a Ray of our own, even when a `ray start` cluster runs on this machine
         ray.init(address="local", include_dashboard=local.state_api, dashboard_host="127.0.0.1",
-                 _system_config=dict(WARM_SYSTEM_CONFIG), **quiet)  # a copy: Ray writes its settings into it
+                 _system_config=dict(COLD_SYSTEM_CONFIG if local.state_api else WARM_SYSTEM_CONFIG), **quiet)  # a copy: Ray writes its settings into it
     finally:
         if threads_unset:
             os.environ.pop(THREADS_ENV, None)
