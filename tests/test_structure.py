@@ -33,7 +33,7 @@ LIGHTNING, TUNE = f"{PACKAGE}.lightning", f"{PACKAGE}.tune"
 MAX_LINES = 300  # a module of the Ray layer above this does more than one job
 # The results side: reading the trials into rows, the results files, the plots, the page, the live table.
 RESULTS_SIDE = ("rows", "trial_files", "report_data", "results", "plots", "report_page", "report", "progress",
-                "progress_text", "best", "checkpoint_files", "confirmed", "budget_settings")
+                "progress_text", "best", "checkpoint_files", "confirmed", "budget_settings", "json_files")
 # What only a trial's own process needs (Lightning, the checkpoint writer, Ray Train): never the results side's.
 TRIAL_MODULES = (f"{TUNE}.trial", f"{TUNE}.trial_setup", f"{TUNE}.checkpoints", f"{TUNE}.distributed")
 

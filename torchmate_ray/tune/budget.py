@@ -31,7 +31,8 @@ from ray.tune import Callback
 from ray.tune.search import SearchAlgorithm
 from ray.tune.stopper import Stopper
 
-from torchmate_ray.tune.budget_settings import BUDGET_FILE, read_json
+from torchmate_ray.tune.budget_settings import BUDGET_FILE
+from torchmate_ray.tune.json_files import read_json_object
 from torchmate_ray.tune.record import EPOCHS
 
 
@@ -54,7 +55,7 @@ class BudgetState:
     @classmethod
     def load(cls, directory: Path, started_at: float, now: float) -> BudgetState:
         """The state so far: none for a new sweep; for a resumed one, ``budget.jsonl``'s."""
-        saved = read_json(directory / BUDGET_FILE).get("state", {})
+        saved = read_json_object(directory / BUDGET_FILE).get("state", {})
         return cls(began=started_at - saved.get("seconds", 0.0), epochs_done=saved.get("epochs", 0),
                    gpu_seconds_done=saved.get("gpu_seconds", 0.0),
                    epochs_of=saved.get("epochs_of", {}), cut=saved.get("cut", {}), started=saved.get("started", []),

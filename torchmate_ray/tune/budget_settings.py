@@ -5,13 +5,13 @@ the budgets while the sweep runs.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
 from typing import Any
 
 from torchmate_ray.lightning.errors import ConfigError, describe
+from torchmate_ray.tune.json_files import read_json_object
 
 # Not ".json": Tune copies the experiment's top-level .json and .pkl files to its staging directory when a sweep
 # resumes, and back over the experiment's at every state snapshot, which would put back the state read at the start.
@@ -89,7 +89,7 @@ def summarize_budget(directory: Path, num_trials: int) -> dict[str, Any] | None:
     """What summary.json says of the budget of the sweep in ``directory`` (None: it had none): the limits, what
     was spent, what ended the sweep, the trials cut at an epoch (their epochs and which budget) and how many of
     the ``num_trials`` planned never started."""
-    saved = read_json(directory / BUDGET_FILE)
+    saved = read_json_object(directory / BUDGET_FILE)
     if not saved:
         return None
     state = saved.get("state", {})
@@ -109,11 +109,3 @@ def format_budget(budget: dict[str, Any]) -> str:
     ended = f"; ended by the {budget['ended_by']}" if budget["ended_by"] else ""
     return (f"budget: {', '.join(parts)}{ended}; trials cut at an epoch: {len(budget['cut'])}, never started: "
             f"{budget['not_started']}")
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        loaded = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return loaded if isinstance(loaded, dict) else {}

@@ -8,7 +8,6 @@ searcher) says which trial confirms which config, with which seed. Plain files a
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from collections.abc import Mapping
@@ -16,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from torchmate_ray.tune.json_files import read_json_object
 from torchmate_ray.tune.rows import TrialRow, format_value
 
 # Not ".json": Tune copies an experiment's top-level .json files back over it at every state snapshot of a run
@@ -44,11 +44,7 @@ class ConfirmedConfig:
 
 def read_confirm_record(directory: Path) -> dict[str, Any]:
     """``confirm.jsonl`` of the experiment in ``directory``; {} when it has none (a sweep not confirmed yet)."""
-    try:
-        record = json.loads((directory / CONFIRM_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
-    return record if isinstance(record, dict) else {}
+    return read_json_object(directory / CONFIRM_FILE)
 
 
 def rank_confirmed(rows: list[TrialRow], record: Mapping[str, Any], max_epochs: int, mode: str) -> list[ConfirmedConfig]:

@@ -20,9 +20,10 @@ from torchmate_ray.tune.best import measure_disk
 from torchmate_ray.tune.choices import SCHEDULERS, list_milestones, read_choice
 from torchmate_ray.tune.domains import find_domains, varied_paths
 from torchmate_ray.tune.experiment import load_experiment_space
+from torchmate_ray.tune.json_files import read_json_object
 from torchmate_ray.tune.rows import TrialRow, best_trial, count_statuses, format_value, rank_trials, score_label
 from torchmate_ray.tune.space import SearchSpace
-from torchmate_ray.tune.trial_files import read_experiment_trials, read_json
+from torchmate_ray.tune.trial_files import read_experiment_trials
 
 
 @dataclass
@@ -155,7 +156,7 @@ def build_report_data(directory: str | Path, space: SearchSpace | None = None,
     directory = Path(directory).resolve()
     space = space or load_experiment_space(directory)
     if interrupted_by is UNKNOWN:
-        interrupted_by = (read_json(directory / "summary.json") or {}).get("interrupted_by")
+        interrupted_by = read_json_object(directory / "summary.json").get("interrupted_by")
     trials, seconds = read_experiment_trials(directory, space, interrupted=bool(interrupted_by))
     return ReportData(
         directory=directory, space=space,

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from torchmate_ray.tune.domains import varied_paths
+from torchmate_ray.tune.json_files import read_json_object
 from torchmate_ray.tune.record import EPOCHS, RESULT_FILE, code_errors, read_lines
 from torchmate_ray.tune.rows import TrialRow, get_path, score_curve, trial_status
 
@@ -76,7 +77,7 @@ def read_trials(directory: Path, space: SearchSpace, states: Mapping[str, str],
 def read_trial(trial_dir: Path, trial_id: str, lines: list[dict[str, Any]], space: SearchSpace,
                varied: list[str]) -> TrialRow:
     """A trial's row from its directory (``lines``: its ``result.json``); its status is left to the caller."""
-    config = read_json(trial_dir / "params.json") or (lines[-1].get("config") if lines else None) or {}
+    config = read_json_object(trial_dir / "params.json") or (lines[-1].get("config") if lines else None) or {}
     curve = read_curve(lines, space.settings.metric)
     return TrialRow(trial_id=trial_id, status="", epochs=max((_epochs(line) for line in lines), default=0),
                     value=score_curve(curve, space.settings.score, space.settings.mode), params={path: get_path(config, path) for path in varied},
@@ -102,14 +103,6 @@ def read_error(trial_dir: Path) -> str | None:
         lines = [line for line in (trial_dir / "error.txt").read_text(errors="replace").splitlines() if line.strip()]
         return lines[-1].strip() if lines else "errored"
     return "errored (error.pkl)" if (trial_dir / "error.pkl").is_file() else None
-
-
-def read_json(path: Path) -> Any:
-    """A JSON file's value; None where it is missing or unreadable."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def _settled_error(error: str | None, state: str | None) -> str | None:
