@@ -18,6 +18,9 @@ if ! python3 -c "import ray" 2>/dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile .whl/*.whl > "$OUT/setup.log" 2>&1
     python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . >> "$OUT/setup.log" 2>&1
 fi
+# their bytecode, once, on every core: where PYTHONDONTWRITEBYTECODE is set, every process would compile them again
+python3 -m compileall -qq -j 0 "$(python3 -c 'import os, ray; print(os.path.dirname(os.path.dirname(ray.__file__)))')" \
+    >> "$OUT/setup.log" 2>&1 || true
 PY=$(python3 -c 'import sys; print(sys.executable)')
 TOOL=$(dirname "$PY")/torchmate-tune
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader > "$OUT/table.txt" 2>&1
