@@ -12,9 +12,10 @@ setup: $(STAMP)
 # The trackers extra (mlflow-skinny, wandb) is installed for the tests that read real MLflow and W&B offline runs.
 # torch comes first, pinned: these wheels are on this machine's disk; an unpinned torch would pull CUDA builds.
 # Bytecode is compiled once, after pip, on every core (pip would compile it on one): where
-# PYTHONDONTWRITEBYTECODE is set, as in CI, Python never saves what it compiles on import, and every process of
-# every sweep and trial would compile torch, Lightning and Ray again (their imports take 18 s instead of 7 s on
-# 2 CPUs). compileall fails on torch's files written for Python 3.12; that is all it skips.
+# PYTHONDONTWRITEBYTECODE is set (here, and by its timings in CI), Python never saves what it compiles on
+# import, and every process of every sweep and trial would compile torch, Lightning and Ray again (their
+# imports take 18 s instead of 7 s on 2 CPUs). compileall fails on torch's files written for Python 3.12;
+# that is all it skips.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) torch==2.14.1 torchvision==0.29.1 2>&1 | grep -v "^WARNING: Location" || true

@@ -271,17 +271,17 @@ class BudgetEnd(Callback):
     written as it is made). A process still starting has no handle yet: Tune waits for its start (at most 10 s)."""
 
     def __init__(self, budget: SweepBudget):
-        self.budget, self.actors, self.killed = budget, {}, False
+        self.budget, self.actors, self.killed = budget, [], False
 
     def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
         if not self.killed:  # Tune lets go of a trial's process as it stops it: held here from before
-            self.actors = {t.trial_id: t.temporary_state.ray_actor for t in trials if t.temporary_state.ray_actor}
+            self.actors = [t.temporary_state.ray_actor for t in trials if t.temporary_state.ray_actor]
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         if self.killed or self.budget.state.ended_by not in ("time budget", "GPU budget"):
             return
         self.killed = True
-        for actor in self.actors.values():
+        for actor in self.actors:
             ray.kill(actor, no_restart=True)
 
 

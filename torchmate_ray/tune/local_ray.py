@@ -28,9 +28,10 @@ from torchmate_ray.tune.resources import EPSILON
 # PrestartWorkers RPC takes a runtime_env, but 2.60 has no Python API for it. So none are prestarted.
 WARM_MODULES = ("torch", "lightning.pytorch", "torchmate_ray.tune.trial")
 WARM_SYSTEM_CONFIG = {"preload_python_modules": list(WARM_MODULES), "prestart_worker_first_driver": False}
-# With multi-worker trials, most of a trial's processes need none of them (Ray Train's controller, its placement
-# group cleaner and state actor): preloaded, they took 7 s of CPU each (a 2-worker trial's first epoch came
-# after 33 s on 2 CPUs, 8 Python processes importing torch and Lightning); each Train worker imports them itself.
+# With multi-worker trials, most of a trial's processes need none of them: of a 2-worker trial's 10 (Ray Train's
+# controller, its queue, synchronization, placement-group cleaner, dataset manager, autoscaling coordinator...),
+# only the trial's and its 2 workers' import torch. Preloaded, each took 7 s of CPU: the trial's first epoch came
+# after 38.8 s on 2 CPUs, and 32.0 s without. Each Train worker imports them itself.
 COLD_SYSTEM_CONFIG = {"prestart_worker_first_driver": False}
 THREADS_ENV = "OMP_NUM_THREADS"
 
@@ -87,8 +88,9 @@ def connect_ray(address: str | None, local: LocalRay = LocalRay()) -> None:
     if threads_unset:  # Ray's processes (and the workers they start) copy the environment as ray.init starts them
         os.environ[THREADS_ENV] = str(local.threads)
     try:  # "local": a Ray of our own, even when a `ray start` cluster runs on this machine
+        system_config = COLD_SYSTEM_CONFIG if local.state_api else WARM_SYSTEM_CONFIG  # state_api: multi-worker
         ray.init(address="local", include_dashboard=local.state_api, dashboard_host="127.0.0.1",
-                 _system_config=dict(COLD_SYSTEM_CONFIG if local.state_api else WARM_SYSTEM_CONFIG), **quiet)  # a copy: Ray writes its settings into it
+                 _system_config=dict(system_config), **quiet)  # a copy: Ray writes its settings into it
     finally:
         if threads_unset:
             os.environ.pop(THREADS_ENV, None)

@@ -251,7 +251,7 @@ def build_run_config(space: SearchSpace, path: Path, verbose: bool = False,
     return RunConfig(name=path.name, storage_path=str(path.parent), verbose=1 if verbose else 0, stop=budget,
                      callbacks=[ResultRecord(str(path)), FailureBudget(str(path), s.max_failures),
                                 *build_tracker_callbacks(s.tracker, path),
-                                *([] if budget is None else [BudgetEnd(budget)]),
+                                *([BudgetEnd(budget)] if budget and (budget.seconds or budget.gpu_hours) else []),
                                 *([] if verbose else [build_progress(space, TIME_ATTR, budget)])],
                      checkpoint_config=CheckpointConfig(num_to_keep=None),  # PBT's, through Tune: all kept
                      # Tune counts every failure alike: FailureBudget ends a trial whose own code raised once
