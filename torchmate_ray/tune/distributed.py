@@ -14,7 +14,8 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from torchmate_ray.lightning.configure import configure_all
 from torchmate_ray.tune.checkpoints import KeepRule
 from torchmate_ray.tune.record import EPOCHS
-from torchmate_ray.tune.trial_setup import TRIAL_TRAINER_DEFAULTS, TrialLayout, register_file_classes, use_shared_cache
+from torchmate_ray.tune.trial_setup import (TRIAL_TRAINER_DEFAULTS, TrialLayout, check_storage_visible,
+                                            register_file_classes, use_shared_cache, use_worker_start_timeout)
 
 
 def run_distributed_trial(config: dict[str, Any], layout: TrialLayout) -> None:
@@ -26,9 +27,11 @@ def run_distributed_trial(config: dict[str, Any], layout: TrialLayout) -> None:
     from ray.train.torch import TorchTrainer
 
     register_file_classes(config, by_value=True)
+    use_worker_start_timeout(layout)
     resources = {"CPU": layout.cpus_per_worker, **({"GPU": layout.gpus_per_worker} if layout.gpus_per_worker else {})}
     trainer = TorchTrainer(
-        train_worker, train_loop_config={"config": config, "data_cache": layout.data_cache},
+        train_worker, train_loop_config={"config": config, "data_cache": layout.data_cache,
+                                         "experiment_dir": layout.experiment_dir},
         scaling_config=ScalingConfig(num_workers=layout.workers, use_gpu=layout.gpus_per_worker > 0,
                                      resources_per_worker=resources),
         run_config=RunConfig(name=f"train-{tune.get_context().get_trial_id()}", storage_path=layout.train_storage,
@@ -62,7 +65,8 @@ class EpochsTuneReportCallback(TuneReportCallback):
 def train_worker(loop_config: dict[str, Any]) -> None:
     """One Ray Train worker: the same configure_all, with Ray's DDP strategy, environment and reporting.
 
-    ``loop_config`` holds the trial's ``config`` and the sweep's shared ``data_cache`` (or None).
+    ``loop_config`` holds the trial's ``config``, the sweep's shared ``data_cache`` (or None) and the
+    ``experiment_dir``, which a worker's node must see (its checkpoints go there).
     """
     import ray.train
     from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment, RayTrainReportCallback, prepare_trainer
@@ -72,7 +76,7 @@ def train_worker(loop_config: dict[str, Any]) -> None:
         its epoch metrics (Lightning calls Checkpoint callbacks last)."""
 
     config, data_cache = loop_config["config"], loop_config["data_cache"]
-
+    check_storage_visible(loop_config["experiment_dir"])
     register_file_classes(config)
     training = config.get("training") or {}
     kwargs = {key: value for key, value in TRIAL_TRAINER_DEFAULTS.items() if key not in training}

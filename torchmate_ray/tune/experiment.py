@@ -106,6 +106,8 @@ def open_experiment(space: SearchSpace, invocation: Invocation, resume: bool) ->
     from torchmate_ray.lightning.errors import ConfigError
 
     path = experiment_dir(space)
+    if not resume:
+        check_writable(path)
     if resume and not tune.Tuner.can_restore(str(path)):
         raise ConfigError("--resume", f"nothing to resume in {path}; check --storage-path and --name")
     if not resume and path.exists() and tune.Tuner.can_restore(str(path)):
@@ -115,6 +117,23 @@ def open_experiment(space: SearchSpace, invocation: Invocation, resume: bool) ->
     seed = {} if space.settings.seed is None else {"seed": space.settings.seed}
     named = dataclasses.replace(invocation, settings={**invocation.settings, "name": space.settings.name, **seed})
     return Experiment(path, resume, named)
+
+
+def check_writable(path: Path) -> None:
+    """Refuse an experiment directory that cannot be made, before anything starts: a probe directory is made and
+    removed in the nearest directory of ``path`` that exists (a root's permission bits say nothing of /proc)."""
+    import tempfile
+
+    from torchmate_ray.lightning.errors import ConfigError
+
+    parent = next(p for p in (path, *path.parents) if p.exists())
+    try:
+        if not parent.is_dir():
+            raise NotADirectoryError("not a directory")
+        Path(tempfile.mkdtemp(prefix=".torchmate-probe-", dir=parent)).rmdir()
+    except OSError as err:
+        raise ConfigError("--storage-path", f"cannot make {path} ({parent}: {err.strerror or err}); give a directory you can "
+                          f"write (every node's, on a cluster)") from err
 
 
 # --- the saved invocation ------------------------------------------------------------------------------

@@ -78,7 +78,14 @@ def connect_ray(address: str | None, local: LocalRay = LocalRay()) -> None:
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")  # state snapshots: a resume repeats at most ~2 s
     quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
     if address:
-        ray.init(address=address, runtime_env={"env_vars": dict(TRIAL_ENV)}, **quiet)
+        check_reachable(address)
+        try:
+            ray.init(address=address, runtime_env={"env_vars": dict(TRIAL_ENV)}, **quiet)
+        except ConnectionError as err:  # "auto" with no cluster on this machine; a GCS that went away
+            from torchmate_ray.lightning.errors import ConfigError
+
+            raise ConfigError("--address", f"no Ray cluster at {address}: {str(err).splitlines()[0]}; start one "
+                              f"(`ray start --head`, `ray up`) or give its head's HOST:PORT") from err
         return
     for key, value in LOCAL_TRIAL_ENV.items():  # a local Ray's processes copy this environment
         os.environ.setdefault(key, value)
@@ -94,6 +101,24 @@ def connect_ray(address: str | None, local: LocalRay = LocalRay()) -> None:
     finally:
         if threads_unset:
             os.environ.pop(THREADS_ENV, None)
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Refuse a ``HOST:PORT`` where nothing listens, in seconds: ray.init would retry it for minutes, printing
+    Ray's GCS connection warnings. ``auto`` (and other schemes) are Ray's to find."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    if "://" in address or not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as err:
+        from torchmate_ray.lightning.errors import ConfigError
+
+        raise ConfigError("--address", f"nothing answers at {address} ({err.strerror or err}); start the cluster "
+                          f"(`ray start --head --port=...`, `ray up`) or give its head's HOST:PORT (or auto on "
+                          f"its head)") from err
 
 
 class EarlyRay:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,14 @@ from torchmate_ray.tune.trial_setup import TrialLayout
 # Rungs in epochs done, as the trials report them: Tune's own training_iteration counts reports, and a
 # trial continued from a checkpoint newer than Tune's state knew of would be behind in it.
 TIME_ATTR = EPOCHS
+# How long a multi-worker trial waits for its worker group on an autoscaling cluster (Ray Train's default is 60 s):
+# a cloud node boots, mounts the shared storage and installs torch and the package (cluster.yaml's setup
+# commands) in several minutes. Set RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S to choose another.
+NODE_BOOT_S = 900.0
+# Tune holds at most this many trials waiting for resources, each a pending placement group; those are what makes
+# Ray's autoscaler add nodes. Tune's default is 1 with any search algorithm but its own random search
+# (tune_controller._get_max_pending_trials), and the cluster would grow one node at a time.
+PENDING_TRIALS_ENV = "TUNE_MAX_PENDING_TRIALS_PG"
 
 
 @dataclass
@@ -58,10 +67,12 @@ class SweepRun:
 
 
 def plan_sweep(space: SearchSpace) -> ResourcePlan:
-    """The resource plan against this machine (local) or the cluster at ``address`` (connects to it)."""
+    """The resource plan against this machine (local) or the cluster at ``address`` (connects to it), at the largest
+    size its autoscaler can reach."""
     if space.settings.address:
         connect_ray(space.settings.address)
-        return plan_resources(space.settings, cluster_nodes(), space.num_trials)
+        alive, launchable = cluster_nodes()
+        return plan_resources(space.settings, alive, space.num_trials, launchable)
     return plan_resources(space.settings, local_nodes(), space.num_trials)
 
 
@@ -119,7 +130,8 @@ def run_sweep(space: SearchSpace, plan: ResourcePlan, experiment: Experiment, re
                          gpus_per_worker=plan.gpus_per_worker, max_failures=s.max_failures,
                          keep=KeepRule(s.metric, s.mode, s.keep_best), experiment_dir=str(path),
                          tune_checkpoints=scheduler.tune_checkpoints,
-                         train_storage=str(path / "train_runs"), data_cache=shared_cache)
+                         train_storage=str(path / "train_runs"), data_cache=shared_cache,
+                         worker_start_timeout_s=NODE_BOOT_S if plan.autoscaled else None)
     trainable = tune.with_resources(tune.with_parameters(train_trial, layout=layout), plan.bundle)
     experiment.accept(plan.resources())  # as planned: GPU shares included
     # the command refused what it cannot search before (cli.run_tune); Optuna keeps its study in the experiment
@@ -133,7 +145,7 @@ def run_sweep(space: SearchSpace, plan: ResourcePlan, experiment: Experiment, re
     if budget is not None:
         open_budget(budget)
     started = time.monotonic()
-    with quiet_ray_output(verbose), Interruption() as interruption:
+    with quiet_ray_output(verbose), Interruption() as interruption, pending_trials(plan.max_concurrent):
         if resume:
             if retry_errored:  # their own errors count again from 0 (FailureBudget)
                 for record in path.glob(f"*/{CODE_ERRORS}"):
@@ -148,6 +160,20 @@ def run_sweep(space: SearchSpace, plan: ResourcePlan, experiment: Experiment, re
     return SweepRun(results, path, plan, time.monotonic() - started,
                     first_result_at=progress.first_result_at if progress else None, ended_at=time.time(),
                     interrupted_by=interruption.signal_name)
+
+
+@contextlib.contextmanager
+def pending_trials(count: int) -> Iterator[None]:
+    """Let Tune hold ``count`` trials waiting for resources (the planned concurrency), whatever the searcher, unless
+    the user set ``TUNE_MAX_PENDING_TRIALS_PG``; Tune reads it as ``fit`` builds its controller."""
+    if PENDING_TRIALS_ENV in os.environ:
+        yield
+        return
+    os.environ[PENDING_TRIALS_ENV] = str(count)
+    try:
+        yield
+    finally:
+        os.environ.pop(PENDING_TRIALS_ENV, None)
 
 
 def restore_run_output(tuner: tune.Tuner, run_config: RunConfig) -> None:

@@ -25,7 +25,8 @@ from torchmate_ray.tune.checkpoints import (CHECKPOINT_FILE, PROGRESS_FILE, Back
                                            find_resume_checkpoint, write_json)
 from torchmate_ray.tune.record import (CODE_ERRORS, EPOCH_RECORD, EPOCHS, append_line, code_errors, recorded_epochs,
                                       repair_tail, trained_epochs)
-from torchmate_ray.tune.trial_setup import TRIAL_TRAINER_DEFAULTS, TrialLayout, register_file_classes, use_shared_cache
+from torchmate_ray.tune.trial_setup import (TRIAL_TRAINER_DEFAULTS, TrialLayout, check_storage_visible,
+                                            register_file_classes, use_shared_cache)
 
 
 def train_trial(config: dict[str, Any], layout: TrialLayout = TrialLayout()) -> None:
@@ -36,6 +37,7 @@ def train_trial(config: dict[str, Any], layout: TrialLayout = TrialLayout()) -> 
     when Ray restarts the trial.
     """
     freeze_imported_objects()
+    check_storage_visible(layout.experiment_dir)  # else mkdir would make the directory on this node alone
     trial_dir = Path(layout.experiment_dir) / tune.get_context().get_trial_id()
     trial_dir.mkdir(parents=True, exist_ok=True)
     for record in (EPOCH_RECORD, CODE_ERRORS):  # a line that a kill cut short would glue onto the next one

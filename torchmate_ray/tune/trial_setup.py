@@ -4,13 +4,17 @@ the trial's layout, the Trainer's defaults, the search-space file's classes, the
 from __future__ import annotations
 
 import inspect
+import os
 import sys
 import types
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import ray
+
+from torchmate_ray.tune.experiment import INVOCATION_FILE
 
 if TYPE_CHECKING:
     from torchmate_ray.tune.checkpoints import KeepRule
@@ -42,6 +46,37 @@ class TrialLayout:
     train_storage: str = ""        # where multi-worker trials keep their Train runs (shared storage)
     data_cache: Any = None         # ObjectRef of {phase: (X, y) arrays}: a `dataset.cache` built once, shared
     tune_checkpoints: bool = False  # checkpoints through Tune (PBT copies them between trials), not our writer
+    # how long Ray Train waits for a multi-worker trial's worker group (None: Ray's 60 s): on an autoscaling cluster,
+    # as long as a node takes to boot and run its setup commands
+    worker_start_timeout_s: float | None = None
+
+
+# Ray Train's setting, read where TorchTrainer.fit runs, and handed on by Train to its controller and workers
+WORKER_START_TIMEOUT_ENV = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
+
+
+class StorageNotShared(RuntimeError):
+    """This node cannot see the experiment's directory: its files would stay on this node and be lost."""
+
+
+def check_storage_visible(experiment_dir: str) -> None:
+    """Fail at once, in one line, on a node that does not see the experiment's storage (a node that joined the
+    cluster after the sweep's start-up check, on an autoscaling cluster), before anything is written there.
+
+    Raises:
+        StorageNotShared: not a trial's own error: Tune retries the trial, as it does one on a lost node.
+    """
+    marker = Path(experiment_dir) / INVOCATION_FILE  # the sweep wrote it before its first trial
+    if not marker.is_file():
+        raise StorageNotShared(f"node {ray.util.get_node_ip_address()} cannot see the experiment's storage: "
+                               f"{marker} is not there; --storage-path must be a directory that every node shares "
+                               f"(NFS, EFS) at the same path")
+
+
+def use_worker_start_timeout(layout: TrialLayout) -> None:
+    """Give Ray Train the layout's wait for its worker group, unless the user set one (in this process's env)."""
+    if layout.worker_start_timeout_s is not None:
+        os.environ.setdefault(WORKER_START_TIMEOUT_ENV, f"{layout.worker_start_timeout_s:g}")
 
 
 def use_shared_cache(data: Any, cache: Any) -> None:
