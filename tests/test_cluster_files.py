@@ -1,4 +1,5 @@
-"""cluster.yaml and the README's on-prem cluster file pass Ray's own cluster-config validation (what `ray up` runs)."""
+"""cluster.yaml and the README's on-prem cluster file pass Ray's own cluster-config validation (what `ray up` runs),
+and a sweep plans against the cluster that cluster.yaml's autoscaler can reach."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
+
+from torchmate_ray.tune.resources import Node, launchable_nodes, plan_resources
+from torchmate_ray.tune.space import SweepSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,3 +59,83 @@ def test_onprem_file_runs_the_cloud_files_commands():
     assert len(cloud["setup_commands"]) == len(onprem["setup_commands"]) + 1
     for key in ("head_start_ray_commands", "worker_start_ray_commands", "file_mounts", "rsync_exclude"):
         assert onprem[key] == cloud[key], key
+
+
+# --- plans against an autoscaling cluster, from its autoscaler's config ------------------------------------------
+def bootstrap_config() -> dict:
+    """cluster.yaml as `ray up` hands it to the head (~/ray_bootstrap_config.yaml): each node type's CPUs and GPUs
+    filled in from its instance type (a g5.2xlarge has 8 vCPUs and one A10G)."""
+    config = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    config["available_node_types"]["gpu_worker"]["resources"] = {"CPU": 8, "GPU": 1}
+    return config
+
+
+HEAD = Node(0, 0, head=True)
+G5 = Node(8, 1)
+
+
+@pytest.mark.parametrize("alive, launchable", [
+    ((HEAD,), (G5,) * 4),                 # min_workers: 0, nothing running: all four can come
+    ((HEAD, G5), (G5,) * 3),              # one up: three more
+    ((HEAD, G5, G5, G5, G5), ()),         # full
+    ((HEAD, Node(2, 0)), (G5,) * 3),      # a node of another shape, joined by hand, counts against max_workers
+], ids=["none-up", "one-up", "full", "foreign-node"])
+def test_launchable_nodes_from_the_bootstrap_config(alive, launchable):
+    assert launchable_nodes(bootstrap_config(), alive) == launchable
+
+
+def test_node_type_whose_resources_are_not_filled_in_is_not_counted_on():
+    config = yaml.safe_load((ROOT / "cluster.yaml").read_text())  # gpu_worker's resources: {} (read from AWS)
+    assert launchable_nodes(config, (HEAD,)) == ()
+
+
+def test_plan_of_the_shipped_cluster_counts_the_nodes_the_autoscaler_can_add():
+    settings = SweepSettings(resources={"workers": 1, "cpus_per_worker": 1, "gpus_per_worker": None})
+    plan = plan_resources(settings, (HEAD,), 50, launchable_nodes(bootstrap_config(), (HEAD,)))
+    assert plan.gpus_per_worker == 0.125 and plan.max_concurrent == 32  # 8 trials on each of 4 GPUs
+    assert plan.grows and plan.autoscaled
+    assert plan.describe()[0] == "cluster: 1 node(s) (0 CPUs, 0 GPUs) now, up to 5 node(s) (32 CPUs, 4 GPUs) as " \
+                                 "the autoscaler adds nodes"
+    assert plan.describe()[2] == "trials at once: 32 (at full size)"
+    fixed = plan_resources(settings, (HEAD, G5), 50)  # no autoscaler: the alive nodes, as before
+    assert not fixed.autoscaled and fixed.max_concurrent == 8 and fixed.describe()[0] == \
+        "cluster: 2 node(s) (8 CPUs, 1 GPUs)"
+
+
+@pytest.mark.parametrize("resources, line", [
+    ({"workers": 1, "cpus_per_worker": 1, "gpus_per_worker": 2}, "sweep.resources.gpus_per_worker: a trial needs 2 "
+     "GPU(s) but the largest node, alive or that the autoscaler can launch, has 1; lower gpus_per_worker "
+     "(--gpus-per-worker 0 for CPU) or join a cluster with GPUs"),
+    ({"workers": 1, "cpus_per_worker": 16, "gpus_per_worker": 0}, "sweep.resources.cpus_per_worker: a trial needs 16 "
+     "CPU(s) but the largest node, alive or that the autoscaler can launch, has 8; lower cpus_per_worker "
+     "(--cpus-per-worker)"),
+    ({"workers": 5, "cpus_per_worker": 1, "gpus_per_worker": 1}, "sweep.resources.workers: 5 workers x (1 CPU, 1 GPU) "
+     "need room for 5 workers, but the cluster holds 4 (32 CPUs, 4 GPUs on 5 node(s)); use at most 4 workers per "
+     "trial or fewer CPUs/GPUs per worker"),
+], ids=["gpus", "cpus", "workers"])
+def test_request_no_node_type_can_hold_is_refused(resources, line):
+    from torchmate_ray.lightning.errors import ConfigError
+
+    with pytest.raises(ConfigError) as refused:
+        plan_resources(SweepSettings(resources=resources), (HEAD,), 4, launchable_nodes(bootstrap_config(), (HEAD,)))
+    assert str(refused.value) == line
+
+
+def test_trial_on_a_node_that_cannot_see_the_experiment_fails_at_once_in_one_line(tmp_path):
+    """A node that joined after the sweep's storage check (an autoscaled one) is held to it when a trial starts:
+    without the experiment's files there, the trial would write its checkpoints on that node alone."""
+    import ray
+
+    from torchmate_ray.tune.experiment import INVOCATION_FILE
+    from torchmate_ray.tune.trial_setup import StorageNotShared, check_storage_visible
+
+    experiment = tmp_path / "exp"
+    with pytest.raises(StorageNotShared) as refused:
+        check_storage_visible(str(experiment))
+    assert str(refused.value) == (f"node {ray.util.get_node_ip_address()} cannot see the experiment's storage: "
+                                  f"{experiment / INVOCATION_FILE} is not there; --storage-path must be a directory "
+                                  f"that every node shares (NFS, EFS) at the same path")
+    assert not experiment.exists()  # nothing made on this node
+    experiment.mkdir()
+    (experiment / INVOCATION_FILE).write_text("{}")
+    check_storage_visible(str(experiment))

@@ -151,6 +151,9 @@ BAD_SPACES = [
     ("zero-confirm-top", None, ["--confirm-top", "0"], "sweep.confirm_top: expected an int >= 1, got 0 (int); e.g. 3"),
     ("zero-seeds", None, ["--confirm-top", "2", "--seeds", "0"],
      "sweep.confirm_seeds: expected an int >= 1, got 0 (int); e.g. 3"),
+    ("address-nothing-listens", None, ["--address", "127.0.0.1:1"],
+     "--address: nothing answers at 127.0.0.1:1 (Connection refused); start the cluster (`ray start --head "
+     "--port=...`, `ray up`) or give its head's HOST:PORT (or auto on its head)"),
     ("seeds-without-confirm-top", None, ["--seeds", "5"], "sweep.confirm_seeds: the seeds of a confirmation, but "
      "nothing is confirmed; add --confirm-top K (sweep['confirm_top']) or leave --seeds out"),
 ]
@@ -160,7 +163,8 @@ BAD_SPACES = [
 # refusals come from validate_space, the same step in both: of those, two also run for real, these only with
 # --dry-run.
 DRY_RUN_ONLY = {"unknown-name-deep-in-a-branch", "domain-where-a-class-is-required", "missing-config", "zero-epochs",
-                "plateau-monitor-not-logged", "callback-monitor-not-logged"}
+                "plateau-monitor-not-logged", "callback-monitor-not-logged",
+                "address-nothing-listens"}  # a real run here finds the class's Ray running, and joins it
 REAL_RUNS = [b for b in BAD_SPACES if b[0] not in DRY_RUN_ONLY]
 
 
@@ -205,6 +209,37 @@ class TestRealRuns:
         assert code == 2 and capsys.readouterr().err.splitlines() == [line]
         assert ray.is_initialized()  # the Ray it found: not its own to shut down
         assert time.monotonic() - started < 5
+
+    @pytest.mark.parametrize("storage, why", [("/proc/forbidden", "/proc: No such file or directory"),
+                                              ("{file}/results", "{file}: not a directory")], ids=["proc", "file"])
+    def test_storage_path_that_cannot_be_made_is_refused(self, space_file, tmp_path, capsys, storage, why):
+        file = tmp_path / "a-file"
+        file.write_text("")
+        storage, why = storage.format(file=file), why.format(file=file)
+        assert tune_main([str(space_file), "--storage-path", storage, "--name", "exp"]) == 2
+        assert capsys.readouterr().err.splitlines() == [
+            f"torchmate-tune: error: --storage-path: cannot make {storage}/exp ({why}); give a directory you can "
+            f"write (every node's, on a cluster)"]
+        assert not list(tmp_path.glob("*/.torchmate-probe-*")) and not Path(storage).exists()
+
+
+def test_tune_holds_as_many_waiting_trials_as_the_plan_runs_at_once(space_file, tmp_path):
+    """Waiting trials (pending placement groups) are what makes an autoscaler add nodes: Tune's default holds one
+    when a search algorithm wraps its own (a budget's), and the cluster would grow one node at a time."""
+    from ray.tune.execution.tune_controller import _get_max_pending_trials
+
+    from torchmate_ray.tune.budget import build_budget
+    from torchmate_ray.tune.resources import Node, plan_resources
+    from torchmate_ray.tune.sweep import build_tune_config, pending_trials
+
+    space = load_search_space(space_file, settings={"time_budget": "1h", "num_samples": 8})  # random search, budgeted
+    plan = plan_resources(space.settings, (Node(0, 0, head=True),), space.num_trials, (Node(1, 1),) * 3)
+    budget = build_budget(space.settings, plan.gpus_per_trial, space.max_epochs, tmp_path, time.time())
+    search = build_tune_config(space, plan, budget=budget).search_alg
+    assert plan.max_concurrent == 3 and _get_max_pending_trials(search) == 1  # Tune's default
+    with pending_trials(plan.max_concurrent):
+        assert _get_max_pending_trials(search) == 3
+    assert "TUNE_MAX_PENDING_TRIALS_PG" not in os.environ
 
 
 @pytest.mark.parametrize("name, cls", [("asha", "RecordedASHA"), ("hyperband", "HyperBandScheduler"),
