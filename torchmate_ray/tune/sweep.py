@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -19,7 +18,6 @@ from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, SearchGen
 
 from torchmate_ray.lightning.build import call_checked
 from torchmate_ray.lightning.configure import configure_data
-from torchmate_ray.lightning.errors import ConfigError
 from torchmate_ray.lightning.files import module_name
 from torchmate_ray.tune.budget import BudgetedSearch, BudgetEnd, SweepBudget, build_budget, open_budget
 from torchmate_ray.tune.budget_settings import check_budget_plan, describe_budget, has_budget, planned_epochs
@@ -35,6 +33,7 @@ from torchmate_ray.tune.extend import earlier_trials
 from torchmate_ray.tune.record import CODE_ERRORS, EPOCHS, FailureBudget, RecordedASHA, ResultRecord
 from torchmate_ray.tune.resources import ResourcePlan, cluster_nodes, local_nodes, plan_resources
 from torchmate_ray.tune.space import SearchSpace, sample_configs
+from torchmate_ray.tune.storage import check_storage_shared
 from torchmate_ray.tune.start_from import random_start_arguments, read_start_points
 from torchmate_ray.tune.trackers import build_tracker_callbacks
 from torchmate_ray.tune.trial import train_trial
@@ -203,46 +202,6 @@ def build_shared_cache(data: Any, config: Mapping[str, Any]) -> dict[str, tuple[
         for phase in phases:
             data.get_cached_dataset(phase)
     return {phase: (x.numpy(), y.numpy()) for phase, (x, y) in data.cached_tensors.items()}
-
-
-def check_storage_shared(path: Path) -> None:
-    """Refuse a storage path that some node of the cluster cannot write, or whose files this node cannot see.
-
-    Trials write checkpoints from whichever node runs them and a resumed sweep reads them back from
-    here (ray#37177): on a multi-node cluster the experiment must live on shared storage. Leaves no
-    directory that was not there (a refused sweep leaves no experiment).
-    """
-    created = not path.exists()
-    try:
-        _check_storage_shared(path, path / ".storage_check")
-    finally:
-        shutil.rmtree(path if created else path / ".storage_check", ignore_errors=True)
-
-
-def _check_storage_shared(path: Path, probe: Path) -> None:
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    probe.mkdir(parents=True, exist_ok=True)
-    nodes = [(n["NodeID"], n["NodeManagerAddress"]) for n in ray.nodes() if n.get("Alive")]
-    write = ray.remote(num_cpus=0)(_write_probe)
-    refs = [write.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False)).remote(
-        str(probe), node_id) for node_id, _ in nodes]
-    for (node_id, ip), error in zip(nodes, ray.get(refs, timeout=120)):
-        if error:
-            raise ConfigError("--storage-path", f"node {ip} cannot write {path}: {error}; use a directory that "
-                              f"every node shares (NFS, EFS) at the same path")
-        if not (probe / node_id).is_file():
-            raise ConfigError("--storage-path", f"{path} is not shared: what node {ip} writes there does not appear "
-                              f"on this node; use a directory that every node shares (NFS, EFS) at the same path")
-
-
-def _write_probe(directory: str, name: str) -> str | None:
-    try:
-        Path(directory).mkdir(parents=True, exist_ok=True)
-        (Path(directory) / name).write_text(name)
-        return None
-    except OSError as err:
-        return str(err)
 
 
 def build_tune_config(space: SearchSpace, plan: ResourcePlan, experiment_dir: Path | None = None,
