@@ -132,8 +132,8 @@ def check_writable(path: Path) -> None:
             raise NotADirectoryError("not a directory")
         Path(tempfile.mkdtemp(prefix=".torchmate-probe-", dir=parent)).rmdir()
     except OSError as err:
-        raise ConfigError("--storage-path", f"cannot make {path} ({parent}: {err.strerror or err}); give a directory you can "
-                          f"write (every node's, on a cluster)") from err
+        raise ConfigError("--storage-path", f"cannot make {path} ({parent}: {err.strerror or err}); give a "
+                          f"directory you can write (every node's, on a cluster)") from err
 
 
 # --- the saved invocation ------------------------------------------------------------------------------

@@ -72,7 +72,7 @@ class ResourcePlan:
     @property
     def grows(self) -> bool:
         """Whether the plan counts on nodes that the autoscaler has yet to add."""
-        return self.nodes_now is not None and len(self.nodes_now) < len(self.nodes)
+        return self.autoscaled and len(self.nodes_now) < len(self.nodes)
 
     @property
     def bundle(self) -> dict[str, float]:
@@ -122,20 +122,20 @@ def cluster_nodes() -> tuple[tuple[Node, ...], tuple[Node, ...] | None]:
     launch (None: no autoscaler, or its config is not on the head)."""
     import ray
 
-    alive = tuple(Node(n["Resources"].get("CPU", 0.0), n["Resources"].get("GPU", 0.0), HEAD_RESOURCE in n["Resources"])
-                  for n in ray.nodes() if n.get("Alive"))
-    config = read_autoscaler_config()
-    return alive, launchable_nodes(config, alive) if config else None
+    alive = [n for n in ray.nodes() if n.get("Alive")]
+    nodes = tuple(Node(n["Resources"].get("CPU", 0.0), n["Resources"].get("GPU", 0.0), HEAD_RESOURCE in n["Resources"])
+                  for n in alive)
+    config = read_autoscaler_config(next((n["NodeID"] for n in alive if HEAD_RESOURCE in n["Resources"]), None))
+    return nodes, launchable_nodes(config, nodes) if config else None
 
 
-def read_autoscaler_config() -> dict | None:
-    """The head's autoscaler config (:data:`AUTOSCALER_CONFIG`), or None: the cluster has no autoscaler.
-
-    Read here when this process runs on the head (`ray attach`, `ray submit`, `ray exec`), else by a task on it."""
+def read_autoscaler_config(head: str | None) -> dict | None:
+    """The autoscaler config (:data:`AUTOSCALER_CONFIG`) on the node ``head`` (its Ray node ID), or None: the
+    cluster has no autoscaler. Read here when this process runs on the head (`ray attach`, `ray submit`,
+    `ray exec`), else by a task on it."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    head = next((n["NodeID"] for n in ray.nodes() if n.get("Alive") and HEAD_RESOURCE in n["Resources"]), None)
     if head is None or head == ray.get_runtime_context().get_node_id():
         return _read_autoscaler_config()
     read = ray.remote(num_cpus=0)(_read_autoscaler_config)
