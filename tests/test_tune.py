@@ -189,9 +189,9 @@ def test_bad_space_is_refused_by_a_dry_run_before_ray_starts(space_file, capsys,
 
 
 class TestRealRuns:
-    """The same refusals, for real: the same line, exit 2, within 5 s. The class's runs share one Ray, which each
-    command finds running, leaves running, and so does not start and shut down one of its own (5 s each);
-    test_startup refuses sweeps whose early Ray is shut down again, at each step where a refusal can come."""
+    """The same refusals, for real: the same line, exit 2. The class's runs share one Ray, which each command finds
+    running and leaves running; test_startup refuses sweeps whose early Ray is killed again, at each step where a
+    refusal can come, and bench/refusals.py times how soon a refused command ends after its line."""
 
     @pytest.fixture(scope="class", autouse=True)
     def running_ray(self):
@@ -204,11 +204,9 @@ class TestRealRuns:
     @pytest.mark.parametrize("edit, flags, expected", [b[1:] for b in REAL_RUNS], ids=[b[0] for b in REAL_RUNS])
     def test_bad_space_is_refused_by_a_real_run_as_by_a_dry_run(self, space_file, capsys, edit, flags, expected):
         line = refused_line(space_file, edit, expected)
-        started = time.monotonic()
         code = tune_main([str(space_file), *flags])
         assert code == 2 and capsys.readouterr().err.splitlines() == [line]
         assert ray.is_initialized()  # the Ray it found: not its own to shut down
-        assert time.monotonic() - started < 5
 
     @pytest.mark.parametrize("storage, why", [("/proc/forbidden", "/proc: No such file or directory"),
                                               ("{file}/results", "{file}: not a directory")], ids=["proc", "file"])

@@ -251,6 +251,12 @@ def exit_now(code: int) -> None:
     import atexit
     import threading
 
+    local_ray = sys.modules.get("torchmate_ray.tune.local_ray")
+    if local_ray is not None and local_ray.EarlyRay.still_closing():
+        local_ray.kill_early_ray()  # refused after Ray started early: nothing of it was used
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     for thread in threading.enumerate():  # what a normal exit waits for (the Ray a refused sweep shuts down)
         if thread is not threading.current_thread() and not thread.daemon:
             thread.join()

@@ -7,6 +7,7 @@ neither at module level (nor ``torchmate_ray.lightning``, whose package imports 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -128,10 +129,11 @@ class EarlyRay:
     plan needs, and :meth:`close` shuts it down (a refused sweep: ``wait=False``, it goes on in the
     thread). One thread starts Ray, keeps it and shuts it down, because Ray's processes are bound to
     the thread that started them (Linux ``PR_SET_PDEATHSIG``, ray/_private/services.py): they are
-    killed the moment that thread ends. The thread is not a daemon: a process that returns before Ray
-    is up waits for it to be up and shut down again, so a refused command leaves no Ray process
-    behind; and every EarlyRay must be closed, or the process waits forever. In one process, each
-    EarlyRay starts after the previous one ended.
+    killed the moment that thread ends (the raylet, not the agents it started). The thread is not a
+    daemon: a process that returns waits for Ray to be up and shut down again, and every EarlyRay must
+    be closed, or the process waits forever; the command itself, refused, kills it instead
+    (:func:`kill_early_ray`, cli.exit_now). In one process, each EarlyRay starts after the previous one
+    ended.
     """
 
     _last: EarlyRay | None = None
@@ -190,6 +192,26 @@ class EarlyRay:
         self._release.set()
         if wait:
             self._thread.join()
+
+    @classmethod
+    def still_closing(cls) -> bool:
+        """Whether this process's last early Ray was closed without waiting and is still starting or shutting
+        down: a refused command's, whose Ray nothing used."""
+        last = cls._last
+        return last is not None and last._release.is_set() and last._thread.is_alive()
+
+
+def kill_early_ray() -> None:
+    """Kill this process's Ray at once, starting or not, when the process is about to end without using it (a
+    refused command). Its shutdown waits for Ray to be up, then for its processes to end: 2-4 s on 2 CPUs. Every
+    process Ray started is this one's descendant; killing the raylet alone would leave its agents running."""
+    import ray  # noqa: F401  (puts its own psutil, ray/thirdparty_files, on the path)
+    import psutil
+
+    for _ in range(2):  # again, for what was starting while the first ones were killed
+        for process in psutil.Process().children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                process.kill()
 
 
 def _not_main_thread_warning(record: logging.LogRecord) -> bool:
