@@ -7,10 +7,15 @@ import os
 os.environ["TORCHMATE_OFFLINE"] = "1"  # tests never try to download anything
 
 import copy
+import dataclasses
+import hashlib
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+LENET = Path(__file__).resolve().parent.parent / "search_spaces" / "lenet.py"
 FAST_TRAINER = {
     "max_epochs": 1,
     "limit_train_batches": 2,
@@ -65,3 +70,42 @@ def no_early_ray_left():
     last = local_ray.EarlyRay._last if local_ray else None
     if last is not None:
         last._thread.join(timeout=120)
+
+
+# --- sweeps that several test files read (tests/sweeps.py runs them as users do) ----------------------------
+@dataclasses.dataclass
+class GrownSweep:
+    """lenet.py searched by Optuna, then grown by ``torchmate-tune extend``: what each half left."""
+    experiment: Path
+    searched: subprocess.CompletedProcess  # the search: 4 trials of 2 epochs
+    searched_summary: dict[str, Any]       # its summary.json
+    searched_rows: list[dict[str, str]]    # its leaderboard.csv
+    searched_told: list[float]             # the values its Optuna study was told, sorted
+    searched_files: dict[str, str]         # every file of its trials' directories, by its SHA-256
+    grown: subprocess.CompletedProcess     # the extension: 4 trials more
+
+
+def files_of(trial_dirs: list[Path]) -> dict[str, str]:
+    return {str(path): hashlib.sha256(path.read_bytes()).hexdigest()
+            for trial_dir in trial_dirs for path in sorted(trial_dir.rglob("*")) if path.is_file()}
+
+
+@pytest.fixture(scope="session")
+def optuna_sweep(tmp_path_factory) -> GrownSweep:
+    """lenet.py unchanged, searched by Optuna with a seed (4 trials, 2 short epochs, FIFO), then extended by 4:
+    test_search reads the search, test_extend the extension (each had a sweep of its own before)."""
+    from sweeps import TUNE, leaderboard, study_trials, summary
+
+    tmp = tmp_path_factory.mktemp("optuna")
+    experiment = tmp / "results" / "exp"
+    searched = subprocess.run([TUNE, str(LENET), "--search", "optuna", "--seed", "3", "--num-samples", "4",
+                               "--max-epochs", "2", "--scheduler", "fifo", "--set", "training.limit_train_batches=4",
+                               "--set", "training.limit_val_batches=2", "--set", f"dataset.kwargs.root='{tmp / 'data'}'",
+                               "--storage-path", str(experiment.parent), "--name", "exp"],
+                              capture_output=True, text=True, timeout=400, cwd=tmp)
+    assert searched.returncode == 0, searched.stderr[-3000:]
+    ended, rows, told = summary(experiment), leaderboard(experiment), sorted(t.value for t in study_trials(experiment))
+    files = files_of(sorted(path.parent for path in experiment.glob("*/params.json")))
+    grown = subprocess.run([TUNE, "extend", str(experiment), "--num-samples", "4"], capture_output=True, text=True,
+                           timeout=400, cwd=tmp)
+    return GrownSweep(experiment, searched, ended, rows, told, files, grown)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from spaces import EPOCH_LOG, Code, epoch_log, tiny_space
+from sweeps import start_sweep, wait_for
 from torchmate_ray.lightning.errors import ConfigError
 from torchmate_ray.tune.budget_settings import parse_duration, planned_epochs
 
@@ -85,8 +86,6 @@ def test_a_time_budget_ends_the_sweep_within_it_plus_one_epoch_and_says_what_was
 def test_an_epoch_budget_is_never_exceeded_across_an_interruption(tmp_path):
     """Counted in the trials' files (the epochs reported, and the epochs begun): the sweep is stopped (Ctrl-C) after
     its third epoch began, then resumed; the resumed run spends what is left of the 7 epochs, not 7 more."""
-    from test_resume import start_sweep, wait_for
-
     driver, log, experiment = start_sweep(tmp_path, budgeted_space(tmp_path, epoch_budget=7))  # set in the file
     wait_for(driver, log, lambda epochs: sum(map(len, epochs.values())) >= 3)
     os.killpg(driver.pid, signal.SIGINT)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from spaces import Code, tiny_space
+from sweeps import start_sweep
 from torchmate_ray.tune.confirmed import rank_confirmed
 from torchmate_ray.tune.rows import TrialRow
 
@@ -54,8 +55,6 @@ def test_a_config_is_ranked_by_the_mean_of_its_runs_not_by_its_luckiest():
 def test_confirming_the_top_3_with_3_seeds_adds_9_trials_and_ranks_the_configs_by_their_mean(tmp_path):
     """The sweep is stopped (Ctrl-C) once its confirmation has begun, and resumed: the confirmation goes on with the
     trials it had not handed out, and none twice."""
-    from test_resume import start_sweep
-
     space = tiny_space(tmp_path / "data", sweep={"metric": "val/loss", "mode": "min", "num_samples": 4,
                                                  "scheduler": "fifo", "seed": 5, "confirm_top": 3, "confirm_seeds": 3},
                        overrides={"optimizer.cfg.lr": Code("tune.loguniform(1e-3, 1e-1)")})  # 1 epoch

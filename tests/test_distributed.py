@@ -17,7 +17,7 @@ import torch
 from torchmate_ray.cli import tune_main
 
 from spaces import Code, tiny_space
-from test_resume import kill_sweep, recorded
+from sweeps import kill_sweep, recorded
 
 
 def write_space(tmp_path: Path, max_epochs: int = 2, code: str = "", callbacks: list | None = None) -> Path:

@@ -4,7 +4,6 @@ ones that ran, which stay as they were and which the search goes on from (Optuna
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import pytest
 import ray
 
 from spaces import Code, tiny_space
+from sweeps import study_trials
 from torchmate_ray.cli import tune_main
 from torchmate_ray.tune.experiment import Invocation, read_invocation, save_invocation
 
@@ -109,43 +109,29 @@ def test_each_extension_of_a_seeded_random_search_draws_new_configs(tmp_path):
     assert drawn(grown.invocation.load_space()) == draws[1]  # each extension's own draws, the same every time
 
 
-def files_of(trial_dirs: list[Path]) -> dict[str, str]:
-    return {str(path): hashlib.sha256(path.read_bytes()).hexdigest()
-            for trial_dir in trial_dirs for path in sorted(trial_dir.rglob("*")) if path.is_file()}
-
-
 @pytest.mark.slow
-def test_extending_an_optuna_sweep_of_12_by_12_keeps_the_12_and_gives_optunas_study_all_24(tmp_path):
+def test_extending_an_optuna_sweep_by_4_keeps_the_4_and_gives_optunas_study_all_8(optuna_sweep):
+    """conftest's optuna_sweep: lenet.py's Optuna search of 4, grown by 4 (before: the tiny config's 12 by 12)."""
     from optuna.trial import TrialState
 
-    from test_search import study_trials
+    from conftest import files_of
 
-    space = tmp_path / "space.py"
-    space.write_text(tiny_space(tmp_path / "data", sweep={
-        "metric": "val/loss", "mode": "min", "num_samples": 12, "search_alg": "optuna", "seed": 3, "scheduler": "fifo"},
-        overrides={"optimizer.cfg.lr": Code("tune.loguniform(1e-3, 1e-1)"), "training.max_epochs": 1}))
-    experiment = tmp_path / "results" / "exp"
-    first = subprocess.run([TUNE, str(space), "--storage-path", str(experiment.parent), "--name", "exp"],
-                           capture_output=True, text=True, timeout=400, cwd=tmp_path)
-    assert first.returncode == 0, first.stderr[-3000:]
-    earlier = sorted(path.parent for path in experiment.glob("*/params.json"))
-    before = files_of(earlier)
-    assert len(earlier) == 12 and len(study_trials(experiment)) == 12
-
-    grown = subprocess.run([TUNE, "extend", str(experiment), "--num-samples", "12"], capture_output=True, text=True,
-                           timeout=400, cwd=tmp_path)
+    experiment, grown = optuna_sweep.experiment, optuna_sweep.grown
+    assert len(optuna_sweep.searched_rows) == 4 and len(optuna_sweep.searched_told) == 4
     assert grown.returncode == 0, grown.stderr[-3000:]
+    earlier = sorted(p.parent for p in experiment.glob("*/params.json") if str(p) in optuna_sweep.searched_files)
+    assert len(earlier) == 4
     trial_dirs = sorted(path.parent for path in experiment.glob("*/params.json"))
-    assert len(trial_dirs) == 24 and files_of(earlier) == before  # the first 12: not a byte changed, nothing added
+    assert len(trial_dirs) == 8 and files_of(earlier) == optuna_sweep.searched_files  # not a byte changed, nothing added
     with open(experiment / "leaderboard.csv") as handle:
         rows = list(csv.DictReader(handle))
     trials = study_trials(experiment)
-    assert len(trials) == 24 and all(trial.state == TrialState.COMPLETE for trial in trials)
-    assert sorted(trial.value for trial in trials) == sorted(float(row["val/loss"]) for row in rows)
+    assert len(trials) == 8 and all(trial.state == TrialState.COMPLETE for trial in trials)
+    assert sorted(trial.value for trial in trials) == sorted(float(row["val/accuracy"]) for row in rows)
     summary = json.loads((experiment / "summary.json").read_text())
-    assert summary["num_trials"] == 24 and summary["trials"]["finished"] == 24
-    assert read_invocation(experiment).grown == [{"num_samples": 12, "seed": 3 + 7919}]
-    assert read_invocation(experiment).load_space().settings.num_samples == 24
+    assert summary["num_trials"] == 8 and summary["trials"]["finished"] == 8
+    assert read_invocation(experiment).grown == [{"num_samples": 4, "seed": 3 + 7919}]
+    assert read_invocation(experiment).load_space().settings.num_samples == 8
 
 
 # --- --start-from: a new sweep that first runs an old sweep's winners ---------------------------------------
@@ -208,8 +194,6 @@ def test_optuna_first_draws_the_configs_a_sweep_starts_from(tmp_path):
 
 @pytest.mark.slow
 def test_a_sweep_started_from_another_first_trains_its_best_configs(tmp_path):
-    from test_search import study_trials
-
     experiment = old_experiment(tmp_path)
     results = tmp_path / "results"
     run = subprocess.run([TUNE, str(new_space(tmp_path)), "--start-from", str(experiment), "--start-top", "2",

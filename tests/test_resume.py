@@ -16,7 +16,9 @@ import pytest
 
 from torchmate_ray.cli import tune_main
 
-from spaces import EPOCH_LOG, Code, epoch_log, read_epoch_log, tiny_space
+from spaces import EPOCH_LOG, Code, epoch_log, tiny_space
+from sweeps import (TUNE, check_ended_record, epochs_by_trial, kill_sweep, recorded, resume_in_process, start_sweep,
+                    wait_for)
 
 FIFO = {"metric": "val/accuracy", "mode": "max", "num_samples": 1, "scheduler": "fifo", "max_concurrent": 2}
 
@@ -29,14 +31,6 @@ def logged_space(tmp_path: Path, lrs: list[float], max_epochs: int = 3, sweep: d
         "training": {"max_epochs": max_epochs, "limit_train_batches": 5, "limit_val_batches": 2,
                      "callbacks": [epoch_log(tmp_path / "epochs.log", 1.0, callback)]},
         "optimizer.cfg.lr": Code(f"tune.grid_search({lrs})")}, sweep=sweep)
-
-
-def epochs_by_trial(lines: list[str]) -> dict[str, list]:
-    """``{trial: [0, 1, 2, "end"]}``: the epochs each trial started, and "end" when its fit returned."""
-    epochs: dict[str, list] = defaultdict(list)
-    for trial, _, what in read_epoch_log(lines):
-        epochs[trial].append(what)
-    return epochs
 
 
 @pytest.mark.slow
@@ -110,67 +104,6 @@ ASHA = {"metric": "val/accuracy", "mode": "max", "num_samples": 1, "max_concurre
         "scheduler": {"name": "asha", "cfg": {"grace_period": 1, "reduction_factor": 2}}}
 
 
-def start_sweep(tmp_path: Path, space_text: str, env: dict[str, str] | None = None,
-                ) -> tuple[subprocess.Popen, Path, Path]:
-    """``torchmate-tune`` on ``space_text`` in its own process group (with ``env`` added to its environment);
-    returns it, the epoch log, the experiment."""
-    log, space = tmp_path / "epochs.log", tmp_path / "space.py"
-    space.write_text(space_text)
-    exe = Path(sys.executable).parent / "torchmate-tune"
-    driver = subprocess.Popen([str(exe), str(space), "--storage-path", str(tmp_path / "results"), "--name", "exp"],
-                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              start_new_session=True, env={**os.environ, **(env or {})})
-    return driver, log, tmp_path / "results" / "exp"
-
-
-def wait_for(driver: subprocess.Popen, log: Path, done, timeout: float = 240) -> dict[str, list]:
-    """Poll the epoch log until ``done(epochs by trial)``; fail if the sweep ends first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and driver.poll() is None:
-        state = epochs_by_trial(log.read_text().splitlines() if log.exists() else [])
-        if done(state):
-            return state
-        time.sleep(0.05)
-    raise AssertionError(f"the sweep ended (or hung) before the moment to interrupt it: {driver.poll()}")
-
-
-def recorded(experiment: Path) -> dict[str, list[int]]:
-    """The epochs each trial's result.json holds, in order."""
-    return {d.name: [json.loads(line)["epochs"] for line in (d / "result.json").read_text().splitlines()]
-            for d in sorted(experiment.glob("*")) if (d / "result.json").is_file()}
-
-
-def final_tune_states(experiment: Path) -> dict[str, str]:
-    """Trial id -> status in Tune's newest experiment state."""
-    newest = sorted(experiment.glob("experiment_state-*.json"))[-1]
-    entries = json.loads(newest.read_text())["trial_data"]
-    return {trial["trial_id"]: trial["status"] for trial in (json.loads(entry[0]) for entry in entries)}
-
-
-def resume_in_process(experiment: Path) -> int:
-    import ray
-
-    try:
-        return tune_main([str(experiment), "--resume"])
-    finally:
-        ray.shutdown()
-
-
-def check_ended_record(experiment: Path, max_epochs: int) -> dict:
-    """Every trial's epochs recorded exactly once (1..n); summary.json's statuses are Tune's final ones."""
-    summary = json.loads((experiment / "summary.json").read_text())
-    rows = list(csv.DictReader((experiment / "leaderboard.csv").open()))
-    states = final_tune_states(experiment)
-    for trial, epochs in recorded(experiment).items():
-        assert epochs == list(range(1, len(epochs) + 1)), (trial, epochs)
-    for row in rows:
-        tune_status = {"TERMINATED": "finished" if int(row["epochs"]) == max_epochs else "stopped",
-                       "ERROR": "errored"}[states[row["trial_id"]]]
-        assert row["status"] == tune_status, (row, states)
-    assert summary["state"] == "ended" and set(summary["trials"]) == {"finished", "stopped", "errored"}
-    return summary
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("torn, trained_again", [("record", [2, 3]), ("checkpoint", None)],
                          ids=["torn-record", "torn-checkpoint"])
@@ -225,13 +158,6 @@ def test_asha_resumes_with_the_rungs_of_the_trials_that_ended_before_the_kill(tm
     (b,) = [trial for trial in recorded(experiment) if trial != a]
     assert recorded(experiment) == {a: [1, 2, 3, 4], b: [1]}
     assert summary["trials"] == {"finished": 1, "stopped": 1, "errored": 0}
-
-
-def kill_sweep(driver: subprocess.Popen) -> None:
-    """SIGKILL the sweep's process group and all that it started (Ray's processes keep its session)."""
-    os.killpg(driver.pid, signal.SIGKILL)
-    driver.wait()
-    subprocess.run(["pkill", "-KILL", "-s", str(driver.pid)], capture_output=True)
 
 
 @pytest.mark.slow

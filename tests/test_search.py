@@ -11,21 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from sweeps import study_trials
 from torchmate_ray.tune.domains import find_domains
 from torchmate_ray.tune.space import load_search_space
 
 ROOT = Path(__file__).resolve().parent.parent
 LENET = ROOT / "search_spaces" / "lenet.py"
 BRANCH_LR = {"Adam": (3e-4, 1e-2), "SGD": (3e-3, 2e-1)}  # lenet.py's learning-rate range of each optimizer
-
-
-def study_trials(experiment: Path) -> list:
-    """The trials of the experiment's Optuna study, read by Optuna."""
-    import optuna
-
-    from torchmate_ray.tune.optuna_space import study_url
-
-    return optuna.load_study(study_name=experiment.name, storage=study_url(experiment)).trials
 
 
 def test_optuna_draws_lenets_optimizers_each_with_its_own_parameters(tmp_path):
@@ -61,20 +53,12 @@ def test_optuna_draws_lenets_optimizers_each_with_its_own_parameters(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_sweep_with_optuna_runs_lenet_unchanged_and_tells_optuna_each_trials_result(tmp_path):
-    results = tmp_path / "results"
-    run = subprocess.run([str(Path(sys.executable).parent / "torchmate-tune"), str(LENET), "--search", "optuna",
-                          "--seed", "3", "--num-samples", "4", "--max-epochs", "2", "--scheduler", "fifo",
-                          "--set", "training.limit_train_batches=4", "--set", "training.limit_val_batches=2",
-                          "--set", f"dataset.kwargs.root='{tmp_path / 'data'}'", "--storage-path", str(results),
-                          "--name", "exp"], capture_output=True, text=True, timeout=400, cwd=tmp_path)
+def test_a_sweep_with_optuna_runs_lenet_unchanged_and_tells_optuna_each_trials_result(optuna_sweep):
+    """The search half of conftest's optuna_sweep (before it is extended)."""
+    run = optuna_sweep.searched
     assert run.returncode == 0, run.stderr[-3000:]
-    experiment = results / "exp"
-    assert json.loads((experiment / "summary.json").read_text())["trials"] == {"finished": 4, "stopped": 0,
-                                                                               "errored": 0}
-    with open(experiment / "leaderboard.csv") as handle:
-        rows = list(csv.DictReader(handle))
-    told = sorted(trial.value for trial in study_trials(experiment))
+    assert optuna_sweep.searched_summary["trials"] == {"finished": 4, "stopped": 0, "errored": 0}
+    rows, told = optuna_sweep.searched_rows, optuna_sweep.searched_told
     assert told == sorted(float(row["val/accuracy"]) for row in rows)
     for row in rows:  # each trial's learning rate from its own optimizer's range (the leaderboard names the option)
         low, high = BRANCH_LR[row["optimizer"]]
