@@ -109,3 +109,19 @@ def optuna_sweep(tmp_path_factory) -> GrownSweep:
     grown = subprocess.run([TUNE, "extend", str(experiment), "--num-samples", "4"], capture_output=True, text=True,
                            timeout=400, cwd=tmp)
     return GrownSweep(experiment, searched, ended, rows, told, files, grown)
+
+
+@pytest.fixture(scope="session")
+def finished_sweep(tmp_path_factory) -> tuple[int, Path, str]:
+    """spaces.FINISHED_SPACE swept to its end by the torchmate-tune command: its exit code, experiment and printed
+    output (test_report's sweep and test_tune's, one sweep since). In its own process, as users run it: in this
+    one, Ray was imported before the command could keep it on the loopback interface (cli.py)."""
+    from spaces import FINISHED_SPACE, written_space
+    from sweeps import tune
+
+    tmp = tmp_path_factory.mktemp("finished")
+    space = tmp / "space.py"
+    space.write_text(written_space(tmp / "data", **FINISHED_SPACE))
+    run = tune(space, "--storage-path", tmp / "results", "--name", "exp", cwd=tmp)
+    assert run.returncode in (0, 1), run.stderr[-3000:]
+    return run.returncode, tmp / "results" / "exp", run.stdout

@@ -142,3 +142,15 @@ def read_epoch_log(lines: list[str]) -> list[tuple[str, str, int | str]]:
         trial, ip, what = line.split()
         read.append((trial, ip, int(what) if what.isdigit() else what))
     return read
+
+
+# The sweep that conftest's finished_sweep runs (test_report reads it; test_tune and test_best too): 6 trials (3 grid
+# points x 2 samples; the 2 with hidden [8] raise), 4 epochs, ASHA with rungs at 1, 2 and 4 epochs.
+FINISHED_SPACE = dict(
+    model=Code('tune.sample_from(lambda config: Exploding if config["model"]["cfg"]["hidden"] == [8] '
+               'else "torchmate_ray.models.MLP")'),
+    hidden=Code("tune.grid_search([[16], [32], [8]])"), optimizer=Code('tune.choice(["Adam", "SGD"])'),
+    lr=Code("tune.loguniform(1e-3, 1e-1)"),
+    training={"max_epochs": 4, "limit_train_batches": 4, "limit_val_batches": 2}, batch_size=32,
+    sweep={"metric": "val/accuracy", "mode": "max", "num_samples": 2,
+           "scheduler": {"name": "asha", "cfg": {"grace_period": 1, "reduction_factor": 2}}})

@@ -42,7 +42,9 @@ def tune(*args: str | Path, cwd: Path, timeout: float = 600, env: dict[str, str]
 
 
 def tune_in_process(*args: str | Path) -> tuple[int, str]:
-    """``tune_main(ARGS)`` in this process: its exit code and what it printed on stdout. Its Ray is down after."""
+    """``tune_main(ARGS)`` in this process: its exit code and what it printed on stdout. Its Ray is down after.
+    Unlike the command's, this Ray listens on the machine's address: pytest imported Ray before the command could
+    set the switch that keeps it on loopback (cli.py)."""
     import ray
 
     from torchmate_ray.cli import tune_main

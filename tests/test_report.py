@@ -18,16 +18,7 @@ from torchmate_ray.tune.report_page import write_report
 from torchmate_ray.tune.rows import trial_status
 from torchmate_ray.tune.space import SearchSpace, read_settings
 
-from spaces import Code, written_space
 
-SPACE = dict(  # 6 trials (3 grid points x 2 samples; the 2 with hidden [8] raise), 4 epochs, ASHA rungs at 1, 2, 4
-    model=Code('tune.sample_from(lambda config: Exploding if config["model"]["cfg"]["hidden"] == [8] '
-               'else "torchmate_ray.models.MLP")'),
-    hidden=Code("tune.grid_search([[16], [32], [8]])"), optimizer=Code('tune.choice(["Adam", "SGD"])'),
-    lr=Code("tune.loguniform(1e-3, 1e-1)"),
-    training={"max_epochs": 4, "limit_train_batches": 4, "limit_val_batches": 2}, batch_size=32,
-    sweep={"metric": "val/accuracy", "mode": "max", "num_samples": 2,
-           "scheduler": {"name": "asha", "cfg": {"grace_period": 1, "reduction_factor": 2}}})
 METRIC, MAX_EPOCHS, RUNGS = "val/accuracy", 4, [1, 2, 4]
 PLOTS = ["learning_curves", "rung_survival", "params_vs_metric", "parallel_coordinates"]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -36,17 +27,12 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 
 
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory):
-    """One real sweep through the CLI: 6 trials (3 grid points x 2 samples; the 2 with hidden [8] raise),
-    4 epochs, ASHA with rungs at 1, 2 and 4 epochs. Its end writes report.html."""
-    tmp = tmp_path_factory.mktemp("report")
-    space = tmp / "space.py"
-    space.write_text(written_space(tmp / "data", **SPACE))
-    exe = Path(sys.executable).parent / "torchmate-tune"
-    result = subprocess.run([str(exe), str(space), "--storage-path", str(tmp / "results"), "--name", "exp"],
-                            capture_output=True, text=True, timeout=600, cwd=tmp)
-    assert result.returncode == 1, result.stderr[-3000:]  # the exploding trials errored
-    return tmp / "results" / "exp", result.stdout
+def sweep(finished_sweep):
+    """conftest's finished_sweep: 6 trials (3 grid points x 2 samples; the 2 with hidden [8] raise), 4 epochs, ASHA
+    with rungs at 1, 2 and 4 epochs. Its end writes report.html."""
+    code, directory, stdout = finished_sweep
+    assert code == 1  # the exploding trials errored
+    return directory, stdout
 
 
 def read_trial_files(directory: Path) -> dict[str, dict]:

@@ -334,28 +334,14 @@ def test_random_search_settings_are_checked(space_file):
         build_searcher(space)
 
 
-@pytest.fixture(scope="module")
-def finished_sweep(tmp_path_factory):
-    """One real sweep: 3 grid trials x 2 epochs on 2 CPUs, one of them with a model that raises."""
-    tmp = tmp_path_factory.mktemp("sweep")
-    path = tmp / "space.py"
-    path.write_text(written_space(tmp / "data", hidden=Code("tune.grid_search([[32], [16], [8]])"), model=Code(
-        'tune.sample_from(lambda config: Exploding if config["model"]["cfg"]["hidden"] == [8] '
-        'else "torchmate_ray.models.MLP")')))
-    exe = Path(sys.executable).parent / "torchmate-tune"
-    result = subprocess.run([str(exe), str(path), "--storage-path", str(tmp / "results"), "--name", "exp"],
-                            capture_output=True, text=True, timeout=600, cwd=tmp)
-    return result.returncode, tmp / "results" / "exp", result.stdout
-
-
 @pytest.mark.slow
 def test_a_raising_trial_is_recorded_as_errored_while_the_others_finish(finished_sweep):
     code, directory, _ = finished_sweep
     summary = json.loads((directory / "summary.json").read_text())
     assert code == 1
-    assert summary["trials"]["errored"] == 1
-    assert summary["trials"]["finished"] + summary["trials"]["stopped"] == 2  # ASHA may stop one after epoch 1
-    assert list(summary["errors"].values()) == ["RuntimeError: exploding model"]
+    assert summary["trials"]["errored"] == 2  # conftest's finished_sweep: the 2 trials with hidden [8] raise
+    assert summary["trials"]["finished"] + summary["trials"]["stopped"] == 4  # ASHA may stop some after epoch 1
+    assert list(summary["errors"].values()) == ["RuntimeError: exploding model"] * 2
 
 
 @pytest.mark.slow
@@ -368,7 +354,7 @@ def test_results_files_are_written(finished_sweep):
                        "optimizer.cfg.lr,node")
     assert [row.split(",")[2] for row in rows[1:]][-1] == "errored"
     assert summary["epochs_run"] == sum(int(row.split(",")[3]) for row in rows[1:])
-    assert summary["epoch_budget"] == 6 and rows[-1].split(",")[3] == "0"  # the errored trial ran no epoch
+    assert summary["epoch_budget"] == 6 * 4 and rows[-1].split(",")[3] == "0"  # the errored trials ran no epoch
     assert rows[1].split(",")[1] == summary["best_trial"]
     assert float(rows[1].split(",")[4]) == pytest.approx(summary["best_value"])
 
