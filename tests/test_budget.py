@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from spaces import EPOCH_LOG, Code, epoch_log, tiny_space
-from sweeps import start_sweep, wait_for
+from sweeps import start_sweep, tune_in_process, wait_for
 from torchmate_ray.lightning.errors import ConfigError
 from torchmate_ray.tune.budget_settings import parse_duration, planned_epochs
 
@@ -91,8 +91,8 @@ def test_an_epoch_budget_is_never_exceeded_across_an_interruption(tmp_path):
     os.killpg(driver.pid, signal.SIGINT)
     assert driver.wait(timeout=120) == 130, driver.stderr.read()[-3000:]
     assert 1 <= json.loads((experiment / "budget.jsonl").read_text())["state"]["epochs"] < 7
-    run = subprocess.run([TUNE, str(experiment), "--resume"], capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    code, out = tune_in_process(experiment, "--resume")  # in this process: no second driver to start
+    assert code == 0, out[-2000:]
     summary, epochs = json.loads((experiment / "summary.json").read_text()), reported_epochs(experiment)
     begun = [line for line in log.read_text().splitlines() if not line.endswith(" end")]
     assert sum(map(len, epochs.values())) == summary["budget"]["spent"]["epochs"] == 7
@@ -100,4 +100,4 @@ def test_an_epoch_budget_is_never_exceeded_across_an_interruption(tmp_path):
     assert summary["budget"]["ended_by"] == "epoch budget" and summary["budget"]["not_started"] >= 1
     assert set(summary["budget"]["cut"]) <= set(epochs) and all(
         cut["epochs"] == len(epochs[trial_id]) for trial_id, cut in summary["budget"]["cut"].items())
-    assert "epochs 7 of 7" in run.stdout
+    assert "epochs 7 of 7" in out

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from spaces import Code, tiny_space
-from sweeps import start_sweep
+from sweeps import start_sweep, tune_in_process
 from torchmate_ray.tune.confirmed import rank_confirmed
 from torchmate_ray.tune.rows import TrialRow
 
@@ -66,8 +66,8 @@ def test_confirming_the_top_3_with_3_seeds_adds_9_trials_and_ranks_the_configs_b
     os.killpg(driver.pid, signal.SIGINT)
     assert driver.wait(timeout=120) == 130, driver.stderr.read()[-3000:]
     assert 0 < len(json.loads((experiment / "confirm.jsonl").read_text())["trials"]) < 9
-    run = subprocess.run([TUNE, str(experiment), "--resume"], capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
+    code, out = tune_in_process(experiment, "--resume")  # in this process: no second driver to start
+    assert code == 0, out[-3000:]
     with open(experiment / "leaderboard.csv") as handle:
         values = {r["trial_id"]: float(r["val/loss"]) for r in csv.DictReader(handle)}
     confirms = json.loads((experiment / "confirm.jsonl").read_text())["trials"]
@@ -92,4 +92,4 @@ def test_confirming_the_top_3_with_3_seeds_adds_9_trials_and_ranks_the_configs_b
     assert summary["best_mean"] == confirmed[0]["mean"] and summary["best_trial"] in confirmed[0]["trials"]
     assert summary["best_trial"] == min(confirmed[0]["trials"], key=values.get)  # best/: the winner's best run
     assert json.loads((experiment / "best" / "metrics.json").read_text())["trial_id"] == summary["best_trial"]
-    assert "confirmed: val/loss, mean ± std" in run.stdout
+    assert "confirmed: val/loss, mean ± std" in out
