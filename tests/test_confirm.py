@@ -8,8 +8,6 @@ import json
 import os
 import signal
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,7 +18,6 @@ from sweeps import start_sweep, tune_in_process
 from torchmate_ray.tune.confirmed import rank_confirmed
 from torchmate_ray.tune.rows import TrialRow
 
-TUNE = str(Path(sys.executable).parent / "torchmate-tune")
 
 
 def confirming(experiment: Path) -> bool:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,7 @@ import pytest
 from torchmate_ray.cli import tune_main
 
 from spaces import EPOCH_LOG, Code, epoch_log, tiny_space
-from sweeps import (TUNE, check_ended_record, epochs_by_trial, kill_sweep, recorded, resume_in_process, start_sweep,
+from sweeps import (check_ended_record, epochs_by_trial, kill_sweep, recorded, resume_in_process, start_sweep,
                     wait_for)
 
 FIFO = {"metric": "val/accuracy", "mode": "max", "num_samples": 1, "scheduler": "fifo", "max_concurrent": 2}

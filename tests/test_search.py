@@ -3,10 +3,6 @@ optimizers, each with its own domains), its study kept in the experiment."""
 
 from __future__ import annotations
 
-import csv
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
