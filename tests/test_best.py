@@ -21,6 +21,7 @@ from torchmate_ray.tune.rows import TrialRow
 from torchmate_ray.tune.space import load_search_space, read_settings
 
 from spaces import Code, tiny_space, written_space
+from sweeps import tune_in_process
 
 BIN = Path(sys.executable).parent
 
@@ -205,9 +206,8 @@ def best_space(root: Path) -> str:
 def test_a_sweep_keeps_the_newest_and_best_checkpoint_and_its_exported_model_gives_the_reported_metric(tmp_path):
     space = tmp_path / "space.py"
     space.write_text(best_space(tmp_path / "data"))
-    result = subprocess.run([str(BIN / "torchmate-tune"), str(space), "--storage-path", str(tmp_path / "results"),
-                             "--name", "exp"], capture_output=True, text=True, timeout=540, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+    code, out = tune_in_process(space, "--storage-path", tmp_path / "results", "--name", "exp")  # no driver to start
+    assert code == 0, out[-3000:]
     experiment = tmp_path / "results" / "exp"
     summary = json.loads((experiment / "summary.json").read_text())
     for trial_dir in [p for p in experiment.iterdir() if (p / "result.json").is_file()]:
@@ -218,7 +218,7 @@ def test_a_sweep_keeps_the_newest_and_best_checkpoint_and_its_exported_model_giv
     best = experiment / "best"
     metrics = json.loads((best / "metrics.json").read_text())
     assert metrics["trial_id"] == summary["best_trial"] and summary["best_model"]["value"] == metrics["value"]
-    assert summary["disk_bytes"] > 0 and f"disk used {summary['disk']}" in result.stdout
+    assert summary["disk_bytes"] > 0 and f"disk used {summary['disk']}" in out
     assert (experiment / "best_config.py").read_text() == (best / "best_config.py").read_text()
 
     tested = subprocess.run([str(BIN / "torchmate-train"), str(best / "best_config.py"), "--ckpt",

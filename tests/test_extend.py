@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,11 +12,10 @@ import pytest
 import ray
 
 from spaces import Code, tiny_space
-from sweeps import study_trials
+from sweeps import study_trials, tune_in_process
 from torchmate_ray.cli import tune_main
 from torchmate_ray.tune.experiment import Invocation, read_invocation, save_invocation
 
-TUNE = str(Path(sys.executable).parent / "torchmate-tune")
 
 
 def finished_looking_experiment(tmp_path: Path, states: dict[str, str], seed: int | None = 5) -> Path:
@@ -196,10 +193,9 @@ def test_optuna_first_draws_the_configs_a_sweep_starts_from(tmp_path):
 def test_a_sweep_started_from_another_first_trains_its_best_configs(tmp_path):
     experiment = old_experiment(tmp_path)
     results = tmp_path / "results"
-    run = subprocess.run([TUNE, str(new_space(tmp_path)), "--start-from", str(experiment), "--start-top", "2",
-                          "--storage-path", str(results), "--name", "new", "--seed", "4"],
-                         capture_output=True, text=True, timeout=400, cwd=tmp_path)
-    assert run.returncode == 0, run.stderr[-3000:]
+    code, out = tune_in_process(new_space(tmp_path), "--start-from", experiment, "--start-top", "2",
+                                "--storage-path", results, "--name", "new", "--seed", "4")  # no driver to start
+    assert code == 0, out[-3000:]
     configs = [json.loads(path.read_text()) for path in (results / "new").glob("*/params.json")]
     # random search from points draws through Optuna's random sampler: its study says which trial came first
     assert [trial.params["optimizer.cfg.lr"] for trial in study_trials(results / "new")][:2] == [0.005, 0.05]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -103,39 +104,45 @@ ASHA = {"metric": "val/accuracy", "mode": "max", "num_samples": 1, "max_concurre
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("torn, trained_again", [("record", [2, 3]), ("checkpoint", None)],
-                         ids=["torn-record", "torn-checkpoint"])
-def test_a_resumed_trial_records_every_epoch_once_whatever_the_kill_cut_short(tmp_path, torn, trained_again):
+def test_a_resumed_trial_records_every_epoch_once_whatever_the_kill_cut_short(tmp_path):
     """Trial A (lr 1e-2) then B (lr 1e-7, no better than chance) one at a time, ASHA rungs at 1, 2, 4 epochs.
     The driver is SIGKILLed while A is in its third epoch; then, as a kill mid-write leaves them, either A's
     second line in result.json is cut short (the driver died before recording it: the resumed A reports
     epoch 2 from its own record, without training it again) or A's newest checkpoint is (A goes on from the
     other one kept, epoch 1's if that was its best, else from the start, and trains epoch 2 again, but does
-    not report it twice)."""
+    not report it twice). One kill for both: the experiment as the kill left it is put back before the second
+    (each had a sweep of its own before, as the parametrized cases torn-record and torn-checkpoint)."""
     driver, log, experiment = start_sweep(tmp_path, logged_space(tmp_path, [1e-2, 1e-7], max_epochs=4, sweep=ASHA))
     before = wait_for(driver, log, lambda state: any(e[-1] == 2 for e in state.values()))
     kill_sweep(driver)
     (a,) = before
-    result = experiment / a / "result.json"
-    lines = result.read_text().splitlines()
-    assert [json.loads(line)["epochs"] for line in lines] == [1, 2]
-    if torn == "record":
-        result.write_text(lines[0] + "\n" + lines[1][:40])
-    else:
-        kept = sorted(int(p.name.split("_")[1]) for p in (experiment / a).glob("checkpoint_*"))
-        assert kept in ([2], [1, 2])  # the newest and the best (sweep.keep_best 1): nothing else
-        checkpoint = experiment / a / "checkpoint_000002" / "trainer.ckpt"
-        checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
-        trained_again = [1, 2, 3] if kept == [1, 2] else [0, 1, 2, 3]
-    cut = len(log.read_text().splitlines())
+    as_killed = tmp_path / "as_killed"
+    shutil.copytree(experiment, as_killed, symlinks=True)
+    for torn in ("record", "checkpoint"):
+        if torn == "checkpoint":  # the experiment again as the kill left it
+            shutil.rmtree(experiment)
+            shutil.copytree(as_killed, experiment, symlinks=True)
+        result = experiment / a / "result.json"
+        lines = result.read_text().splitlines()
+        assert [json.loads(line)["epochs"] for line in lines] == [1, 2]
+        if torn == "record":
+            result.write_text(lines[0] + "\n" + lines[1][:40])
+            trained_again = [2, 3]
+        else:
+            kept = sorted(int(p.name.split("_")[1]) for p in (experiment / a).glob("checkpoint_*"))
+            assert kept in ([2], [1, 2])  # the newest and the best (sweep.keep_best 1): nothing else
+            checkpoint = experiment / a / "checkpoint_000002" / "trainer.ckpt"
+            checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+            trained_again = [1, 2, 3] if kept == [1, 2] else [0, 1, 2, 3]
+        cut = len(log.read_text().splitlines())
 
-    assert resume_in_process(experiment) == 0
-    after = epochs_by_trial(log.read_text().splitlines()[cut:])
-    summary = check_ended_record(experiment, max_epochs=4)
-    (b,) = [trial for trial in recorded(experiment) if trial != a]
-    assert recorded(experiment) == {a: [1, 2, 3, 4], b: [1]}
-    assert [e for e in after[a] if e != "end"] == trained_again
-    assert summary["trials"] == {"finished": 1, "stopped": 1, "errored": 0}
+        assert resume_in_process(experiment) == 0, torn
+        after = epochs_by_trial(log.read_text().splitlines()[cut:])
+        summary = check_ended_record(experiment, max_epochs=4)
+        (b,) = [trial for trial in recorded(experiment) if trial != a]
+        assert recorded(experiment) == {a: [1, 2, 3, 4], b: [1]}, torn
+        assert [e for e in after[a] if e != "end"] == trained_again, torn
+        assert summary["trials"] == {"finished": 1, "stopped": 1, "errored": 0}, torn
 
 
 @pytest.mark.slow

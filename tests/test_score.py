@@ -7,13 +7,11 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from spaces import Code, tiny_space
+from sweeps import tune_in_process
 
 SCRIPTED = '''
 from torchmate_ray.lightning.lm import SupervisedLearner
@@ -41,14 +39,12 @@ def scored_sweep(tmp_path_factory):
         "learner.name": Code("Scripted"), "learner.kwargs": {"values": Code(f"tune.grid_search([{PEAKED}, {STEADY}])")},
         "training": {"max_epochs": 4, "limit_train_batches": 2, "limit_val_batches": 1},
     }, sweep={"metric": "val/scripted", "mode": "max", "num_samples": 1, "scheduler": "fifo", "score": "best"}))
-    exe = Path(sys.executable).parent / "torchmate-tune"
-    result = subprocess.run([str(exe), str(path), "--storage-path", str(tmp / "results"), "--name", "exp"],
-                            capture_output=True, text=True, timeout=600, cwd=tmp)
-    assert result.returncode == 0, result.stderr[-3000:]
+    code, out = tune_in_process(path, "--storage-path", tmp / "results", "--name", "exp")  # no driver to start
+    assert code == 0, out[-3000:]
     directory = tmp / "results" / "exp"
     ids = {json.dumps(json.loads((d / "params.json").read_text())["learner"]["kwargs"]["values"]): d.name
            for d in directory.iterdir() if (d / "params.json").is_file()}
-    return directory, ids[json.dumps(PEAKED)], ids[json.dumps(STEADY)], result.stdout
+    return directory, ids[json.dumps(PEAKED)], ids[json.dumps(STEADY)], out
 
 
 @pytest.mark.slow
