@@ -25,8 +25,21 @@ $(STAMP): pyproject.toml
 	$(PY) -c "import torchmate_ray.lightning, ray"
 	touch $(STAMP)
 
+# Two lanes on 2 CPUs, then one test file alone. The sweeps on clusters of their own (`ray up` machines in
+# namespaces, the fake autoscaler, a worker node that is lost) wait on their nodes most of the time, so they run
+# beside the rest of the suite, with the resume tests to even the lanes (4:54 and 10:23 without them, on 2 CPUs);
+# the two-worker trials run last, with nothing beside them (two multi-worker Train runs at once, in two Rays, hung
+# on 2 CPUs). Every lane prints its slowest tests; `make test` fails if one fails.
+BESIDE_TESTS := tests/test_ray_up.py tests/test_autoscale.py tests/test_multinode.py tests/test_resume.py
+ALONE_TESTS := tests/test_distributed.py
+
 test: $(STAMP)
-	$(PY) -m pytest -q
+	@lane=$$(mktemp); \
+	$(PY) -m pytest -q $(BESIDE_TESTS) >$$lane 2>&1 & beside=$$!; \
+	$(PY) -m pytest -q $(addprefix --ignore=,$(BESIDE_TESTS) $(ALONE_TESTS)); rest=$$?; \
+	wait $$beside; besides=$$?; echo "--- the lane beside: $(BESIDE_TESTS)"; cat $$lane; rm -f $$lane; \
+	echo "--- then alone: $(ALONE_TESTS)"; $(PY) -m pytest -q $(ALONE_TESTS); alone=$$?; \
+	test $$rest = 0 && test $$besides = 0 && test $$alone = 0
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"

@@ -1,8 +1,9 @@
-"""What `make setup`'s compiled bytecode is worth: the default sweep with it, and as a venv without it runs.
+"""What saved bytecode is worth: the default sweep with it, and as a venv without it runs.
 
 Where PYTHONDONTWRITEBYTECODE is set (this machine's image sets it, and CI's, by its timings), Python never
-saves the bytecode it compiles on import: a venv installed with ``pip --no-compile`` and not compiled after
-compiles torch, Lightning and Ray again in every process of every sweep (the driver, each trial's process).
+saves the bytecode it compiles on import: a venv installed with ``pip --no-compile`` compiles torch, Lightning and
+Ray again in every process of every sweep (the driver, each trial's process). The Makefile's commands run without
+that variable, so that the first process to import a module saves its bytecode in .venv.
 The run without bytecode points PYTHONPYCACHEPREFIX, which every Ray process inherits, at an empty directory:
 each process then finds no bytecode, as in such a venv.
 
