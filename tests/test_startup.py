@@ -116,10 +116,13 @@ def test_timings_are_printed_in_one_line(timings, text):
 
 # --- real commands -------------------------------------------------------------------------------------
 def ray_processes_seen(process: subprocess.Popen) -> dict[int, str]:
-    """Every process that ``process`` started (and they started), by pid, polled until it ends.
+    """Every process that ``process`` started (and they started), by pid, with the newest name seen, polled until
+    it ends.
 
     Each poll reads the whole process table at once (``process_iter`` skips processes that end while it
-    reads), so that one short-lived process cannot make a poll miss the others."""
+    reads), so that one short-lived process cannot make a poll miss the others. A process seen between its fork and
+    its exec still has its parent's name (``torchmate-tune``, where the raylet was about to start: seen once on a
+    loaded machine), so a later poll's name replaces it."""
     import psutil
 
     seen: dict[int, str] = {}
@@ -133,7 +136,7 @@ def ray_processes_seen(process: subprocess.Popen) -> dict[int, str]:
             family |= more
         for row in table:
             if row["pid"] in family and row["pid"] != process.pid:
-                seen.setdefault(row["pid"], row["name"])
+                seen[row["pid"]] = row["name"]
         time.sleep(0.02)
     return seen
 
