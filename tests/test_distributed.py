@@ -179,8 +179,6 @@ def test_what_can_never_fit_is_refused(tmp_path, capsys, flags, expected):
 
     cpus = os.cpu_count() or 2
     fill = {"half": f"{cpus / 2:g}", "cpus": f"{cpus:g}"}
-    started = time.monotonic()
     assert tune_main([str(write_space(tmp_path)), *[f.format(**fill) for f in flags], "--dry-run"]) == 2
-    assert time.monotonic() - started < 5
     assert capsys.readouterr().err.splitlines() == ["torchmate-tune: error: " + expected.format(**fill)]
     assert not ray.is_initialized()
