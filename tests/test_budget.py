@@ -13,7 +13,7 @@ import pytest
 
 from spaces import EPOCH_LOG, Code, epoch_log, tiny_space
 from sweeps import start_sweep, tune_in_process, wait_for
-from torchmate_ray.lightning.errors import ConfigError
+from torchmate_ray.errors import ConfigError
 from torchmate_ray.tune.budget_settings import parse_duration, planned_epochs
 
 

@@ -17,7 +17,7 @@ from torchmate_ray.lightning.cache import (CachedSplit, IndexBatches, build_cach
 from torchmate_ray.lightning.configure import configure_all, configure_data
 from torchmate_ray.lightning.datamodule import cached_loader_kwargs, index_batch_loader
 from torchmate_ray.lightning.datasets import MNISTSample
-from torchmate_ray.lightning.errors import ConfigError
+from torchmate_ray.errors import ConfigError
 from torchmate_ray.tune.resources import Node, plan_resources
 from torchmate_ray.tune.space import SweepSettings
 

@@ -114,7 +114,7 @@ def test_plan_of_the_shipped_cluster_counts_the_nodes_the_autoscaler_can_add():
      "trial or fewer CPUs/GPUs per worker"),
 ], ids=["gpus", "cpus", "workers"])
 def test_request_no_node_type_can_hold_is_refused(resources, line):
-    from torchmate_ray.lightning.errors import ConfigError
+    from torchmate_ray.errors import ConfigError
 
     with pytest.raises(ConfigError) as refused:
         plan_resources(SweepSettings(resources=resources), (HEAD,), 4, launchable_nodes(bootstrap_config(), (HEAD,)))

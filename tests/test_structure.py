@@ -180,6 +180,27 @@ print("ray imported:", any(name == "ray" or name.startswith("ray.") for name in 
 """
 
 
+ERRORS = f"{PACKAGE}.errors"
+
+
+def test_the_config_error_imports_the_standard_library_only():
+    """So that every layer imports it at module level, the command line before Ray and Lightning included."""
+    imports = [f"line {i.line}: {i.module}" for i in package_imports()[ERRORS]
+               if i.module.partition(".")[0] not in sys.stdlib_module_names]
+    assert imports == [], "\n".join(imports)
+
+
+def test_no_module_defers_the_import_of_the_config_error():
+    """An import of it inside a function was the sign that it could not be imported without Lightning."""
+    deferred = []
+    for path in sorted((ROOT / PACKAGE).rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        top = {id(node) for node in tree.body}
+        deferred += [f"{path.relative_to(ROOT)}:{node.lineno}" for node in ast.walk(tree)
+                     if isinstance(node, ast.ImportFrom) and node.module == ERRORS and id(node) not in top]
+    assert deferred == [], "\n".join(deferred)
+
+
 def test_no_module_of_the_ray_layer_is_above_300_lines():
     sizes = {path.relative_to(ROOT).as_posix(): len(path.read_text().splitlines())
              for path in sorted((ROOT / PACKAGE / "tune").rglob("*.py"))}

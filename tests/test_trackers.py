@@ -16,7 +16,7 @@ import ray
 
 from spaces import Code, tiny_space
 from torchmate_ray.cli import tune_main
-from torchmate_ray.lightning.errors import ConfigError
+from torchmate_ray.errors import ConfigError
 from torchmate_ray.tune.record import EPOCHS, PARAMS_FILE, RESULT_FILE, read_lines
 from torchmate_ray.tune.space import read_settings
 from torchmate_ray.tune.trackers import MLFLOW_STORE, TRACKERS, WANDB_DEFAULT_PROJECT, build_tracker_callbacks

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Sequence  # noqa: E402
 
 from torchmate_ray.cli_args import (build_report_parser, build_train_parser,  # noqa: E402,F401  (imports nothing heavy)
                                     build_tune_parser, read_extend_args)
+from torchmate_ray.errors import ConfigError  # noqa: E402  (the standard library only)
 
 if TYPE_CHECKING:
     from torchmate_ray.tune.experiment import Experiment, Invocation
@@ -37,7 +38,6 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     """``torchmate-train CONFIG.py [--set KEY.PATH=VALUE ...] [--ckpt PATH [--test]]``: fit (from the checkpoint's
     weights, with ``--ckpt``) and test, or with ``--test`` only validate and test; print the final metrics."""
     args = build_train_parser().parse_args(argv)
-    from torchmate_ray.lightning.errors import ConfigError
     from torchmate_ray.lightning.files import load_config_file
     from torchmate_ray.lightning.train import run_evaluation, run_training
 
@@ -80,7 +80,6 @@ def tune_main(argv: Sequence[str] | None = None, started_at: float | None = None
         return report_main(argv[1:])
     args = read_extend_args(argv[1:]) if argv[:1] == ["extend"] else build_tune_parser().parse_args(argv)
     if args.tracker:  # a missing package is refused before Ray starts
-        from torchmate_ray.lightning.errors import ConfigError
         from torchmate_ray.tune.trackers import check_tracker
 
         try:
@@ -98,7 +97,6 @@ def tune_main(argv: Sequence[str] | None = None, started_at: float | None = None
 
 def run_tune(args: argparse.Namespace, early_ray: EarlyRay | None, started_at: float) -> int:
     """tune_main once the command line is read (and Ray started, ``early_ray``): the sweep and its report."""
-    from torchmate_ray.lightning.errors import ConfigError
     from torchmate_ray.tune import sweep
     from torchmate_ray.tune.experiment import CONFIRM_STAGE, open_experiment, resolve_invocation
     from torchmate_ray.tune.confirm import confirmation_due, resumed_confirmation
@@ -225,7 +223,6 @@ def start_local_ray(args: argparse.Namespace) -> EarlyRay | None:
 def report_main(argv: Sequence[str]) -> int:
     """``torchmate-tune report EXPERIMENT_DIR [DIR_B] [--output PATH]``: write the page, print where."""
     args = build_report_parser().parse_args(argv)
-    from torchmate_ray.lightning.errors import ConfigError
     from torchmate_ray.tune.report_page import write_comparison, write_report
 
     try:

@@ -15,7 +15,7 @@ from torchmate_ray.lightning.configure import (
     pre_cli,
 )
 from torchmate_ray.lightning.datamodule import ConfigurableLightningDataModule
-from torchmate_ray.lightning.errors import ConfigError
+from torchmate_ray.errors import ConfigError
 from torchmate_ray.lightning.module import ConfigurableLightningModule
 from torchmate_ray.lightning.resolve import list_names
 

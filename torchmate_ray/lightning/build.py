@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import nn
 
-from torchmate_ray.lightning.errors import ConfigError, describe, join_path, suggest
+from torchmate_ray.errors import ConfigError, describe, join_path, suggest
 from torchmate_ray.lightning.resolve import resolve_name
 
 STAGES = ("train", "val", "test", "predict")

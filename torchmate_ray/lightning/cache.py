@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from torchmate_ray.lightning.build import compose
-from torchmate_ray.lightning.errors import ConfigError, describe
+from torchmate_ray.errors import ConfigError, describe
 
 CACHE_MODES = ("none", "memory", "device")
 

@@ -12,7 +12,7 @@ from types import ModuleType
 from typing import Any
 
 from torchmate_ray.lightning.build import copy_config
-from torchmate_ray.lightning.errors import ConfigError, describe
+from torchmate_ray.errors import ConfigError, describe
 
 
 def load_python_file(path: str | Path) -> ModuleType:

@@ -10,7 +10,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from torchmate_ray.lightning.build import build_spec, is_spec
-from torchmate_ray.lightning.errors import ConfigError, describe, join_path, suggest
+from torchmate_ray.errors import ConfigError, describe, join_path, suggest
 
 SCHEDULER_KEYS = ("interval", "frequency", "monitor", "strict", "name", "reduce_on_plateau")
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from torchmate_ray.lightning.errors import ConfigError, describe, suggest
+from torchmate_ray.errors import ConfigError, describe, suggest
 
 
 @dataclass(frozen=True)

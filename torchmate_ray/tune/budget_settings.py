@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from torchmate_ray.lightning.errors import ConfigError, describe
+from torchmate_ray.errors import ConfigError, describe
 from torchmate_ray.tune.json_files import read_json_object
 
 # Not ".json": Tune copies the experiment's top-level .json and .pkl files to its staging directory when a sweep

@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from torchmate_ray.errors import ConfigError, describe, suggest
+
 
 @dataclass(frozen=True)
 class Choice:
@@ -64,8 +66,6 @@ def read_choice(table: Mapping[str, Choice], spec: Any, key_path: str) -> tuple[
     """(name, its Choice, cfg) for ``spec``; an unknown name is a ConfigError at ``key_path`` naming the valid ones."""
     name, cfg = read_spec(spec)
     if not isinstance(name, str) or name not in table:
-        from torchmate_ray.lightning.errors import ConfigError, describe, suggest
-
         raise ConfigError(key_path, f"unknown choice {describe(name)}{suggest(str(name), table) or ''}; "
                           f"use one of {', '.join(table)}")
     return name, table[name], cfg
@@ -97,7 +97,6 @@ def pbt_mutations(config: Mapping[str, Any]) -> dict[str, Any]:
     """PBT's ``hyperparam_mutations``: the config's domains that sit at dict-only key paths."""
     from ray.tune.search.sample import Function
 
-    from torchmate_ray.lightning.errors import ConfigError
     from torchmate_ray.tune.domains import find_domains
 
     mutations: dict[str, Any] = {}

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from torchmate_ray.errors import ConfigError
+
 if TYPE_CHECKING:
     from torchmate_ray.tune.space import SearchSpace
 
@@ -103,8 +105,6 @@ def open_experiment(space: SearchSpace, invocation: Invocation, resume: bool) ->
     overwrite one. Nothing is written yet (``Experiment.accept``)."""
     from ray import tune
 
-    from torchmate_ray.lightning.errors import ConfigError
-
     path = experiment_dir(space)
     if not resume:
         check_writable(path)
@@ -123,8 +123,6 @@ def check_writable(path: Path) -> None:
     """Refuse an experiment directory that cannot be made, before anything starts: a probe directory is made and
     removed in the nearest directory of ``path`` that exists (a root's permission bits say nothing of /proc)."""
     import tempfile
-
-    from torchmate_ray.lightning.errors import ConfigError
 
     parent = next(p for p in (path, *path.parents) if p.exists())
     try:
@@ -151,8 +149,6 @@ def read_invocation(directory: Path) -> Invocation | None:
 def load_invocation(directory: Path, fix: str) -> Invocation:
     """``read_invocation``, refusing a directory without one: ``<dir>: is not a torchmate-tune experiment
     (...); <fix>``, or with one that cannot be read."""
-    from torchmate_ray.lightning.errors import ConfigError
-
     if not (directory / INVOCATION_FILE).is_file():
         raise ConfigError(str(directory), f"is not a torchmate-tune experiment (no {INVOCATION_FILE}); {fix}")
     invocation = read_invocation(directory)
@@ -169,8 +165,6 @@ def save_invocation(directory: Path, invocation: Invocation) -> None:
 
 def load_experiment_space(directory: Path) -> SearchSpace:
     """The search space a sweep ran with, from its directory's saved invocation (the report's reading)."""
-    from torchmate_ray.lightning.errors import ConfigError
-
     if not directory.is_dir():
         raise ConfigError(str(directory), "no such directory; give an experiment directory "
                           "(<storage_path>/<name>, as torchmate-tune printed it)")
@@ -187,8 +181,6 @@ def resolve_invocation(given: Invocation, resume: bool) -> Invocation:
     """What to run: ``given`` (the command line); or, with ``resume``, what started the experiment, found from
     ``given.space_file`` when it is the experiment's directory, else from the file's storage path and name. A
     resumed sweep is the sweep that started: a flag that says otherwise is refused (``resume_invocation``)."""
-    from torchmate_ray.lightning.errors import ConfigError
-
     target = Path(given.space_file)
     given = dataclasses.replace(given, space_file=str(target.resolve()))
     if target.is_dir():
@@ -212,8 +204,6 @@ def resume_invocation(saved: Invocation, given: Invocation, directory: Path, spa
     """The saved invocation of the experiment in ``directory``, to resume it; refuses, with one line, a flag
     of ``given`` that contradicts it (another --num-samples, --max-epochs, scheduler...), since Tune resumes
     the sweep as it started. ``--address`` may name another cluster."""
-    from torchmate_ray.lightning.errors import ConfigError
-
     def refuse(flag: str, was: Any) -> ConfigError:
         return ConfigError(flag, f"the experiment in {directory} ran with {was!r}; a resumed sweep keeps what it "
                                  f"started with: leave {flag} out, or start a new sweep with another --name")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from torchmate_ray.lightning.errors import ConfigError, describe
+from torchmate_ray.errors import ConfigError, describe
 from torchmate_ray.tune.experiment import SEARCH_STAGE, Experiment, load_invocation
 from torchmate_ray.tune.trial_files import read_trial_states
 

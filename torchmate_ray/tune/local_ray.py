@@ -16,6 +16,7 @@ import sys
 import threading
 from dataclasses import dataclass
 
+from torchmate_ray.errors import ConfigError
 from torchmate_ray.tune.resources import EPSILON
 
 # What a trial's process imports before it trains: every Python worker of a local Ray imports them as it
@@ -83,8 +84,6 @@ def connect_ray(address: str | None, local: LocalRay = LocalRay()) -> None:
         try:
             ray.init(address=address, runtime_env={"env_vars": dict(TRIAL_ENV)}, **quiet)
         except ConnectionError as err:  # "auto" with no cluster on this machine; a GCS that went away
-            from torchmate_ray.lightning.errors import ConfigError
-
             raise ConfigError("--address", f"no Ray cluster at {address}: {str(err).splitlines()[0]}; start one "
                               f"(`ray start --head`, `ray up`) or give its head's HOST:PORT") from err
         return
@@ -115,8 +114,6 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
     except OSError as err:
-        from torchmate_ray.lightning.errors import ConfigError
-
         raise ConfigError("--address", f"nothing answers at {address} ({err.strerror or err}); start the cluster "
                           f"(`ray start --head --port=...`, `ray up`) or give its head's HOST:PORT (or auto on "
                           f"its head)") from err

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from torchmate_ray.lightning.build import is_spec
-from torchmate_ray.lightning.errors import ConfigError, join_path
+from torchmate_ray.errors import ConfigError, join_path
 from torchmate_ray.lightning.resolve import resolve_name
 
 

@@ -24,7 +24,7 @@ from ray.tune.search.optuna import OptunaSearch
 from ray.tune.search.sample import Categorical, Function
 
 from torchmate_ray.lightning.configure import is_search_domain
-from torchmate_ray.lightning.errors import ConfigError
+from torchmate_ray.errors import ConfigError
 from torchmate_ray.tune.domains import find_domains
 
 SAMPLED = "config"  # the one key of the define-by-run function's result: the trial's config

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import jinja2
 
-from torchmate_ray.lightning.errors import ConfigError
+from torchmate_ray.errors import ConfigError
 from torchmate_ray.tune.best import format_bytes
 from torchmate_ray.tune.budget_settings import format_budget, summarize_budget
 from torchmate_ray.tune.confirmed import rank_confirmed, read_confirm_record

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from torchmate_ray.errors import ConfigError
+
 if TYPE_CHECKING:
     from torchmate_ray.tune.space import SweepSettings
 
@@ -187,8 +189,6 @@ def plan_resources(settings: SweepSettings, nodes: tuple[Node, ...], num_trials:
     Raises:
         ConfigError: naming the resource and the numbers, when the cluster can never hold one trial.
     """
-    from torchmate_ray.lightning.errors import ConfigError
-
     now, nodes = (None, nodes) if launchable is None else (nodes, nodes + launchable)
     resources = settings.resources
     workers = int(resources["workers"])

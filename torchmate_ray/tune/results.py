@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from torchmate_ray.lightning.errors import ConfigError
+from torchmate_ray.errors import ConfigError
 from torchmate_ray.lightning.files import module_name
 from torchmate_ray.tune.best import (BEST_DIR, CONFIG_FILE, MODEL_FILE, export_best, format_bytes,
                                      measure_disk)

@@ -20,7 +20,7 @@ from ray.tune.search.variant_generator import generate_variants
 
 from torchmate_ray.lightning.build import copy_config
 from torchmate_ray.lightning.configure import check_config, configure_model_data, configure_trainer
-from torchmate_ray.lightning.errors import ConfigError, describe, suggest
+from torchmate_ray.errors import ConfigError, describe, suggest
 from torchmate_ray.lightning.files import apply_overrides, load_python_file
 from torchmate_ray.tune.budget_settings import check_budgets
 from torchmate_ray.tune.choices import (DEFAULT_SCHEDULER, DEFAULT_SEARCHER, SCHEDULERS, SEARCHERS, describe_choice,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from torchmate_ray.lightning.errors import ConfigError
+from torchmate_ray.errors import ConfigError
 from torchmate_ray.tune.domains import find_domains
 from torchmate_ray.tune.rows import format_value
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import ray
 
-from torchmate_ray.lightning.errors import ConfigError
+from torchmate_ray.errors import ConfigError
 
 
 def check_storage_shared(path: Path) -> None:

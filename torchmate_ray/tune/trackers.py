@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from torchmate_ray.errors import ConfigError, describe, suggest
+
 WANDB_DEFAULT_PROJECT = "torchmate-tune"  # when WANDB_PROJECT is not set
 MLFLOW_STORE = "mlruns"  # the default MLflow store (file:), in the experiment directory
 
@@ -41,8 +43,6 @@ DEFAULT_TRACKER = "tensorboard"
 def read_tracker(name: Any, key_path: str) -> Tracker:
     """The :data:`TRACKERS` entry called ``name``; any other name is a ConfigError at ``key_path``."""
     if not isinstance(name, str) or name not in TRACKERS:
-        from torchmate_ray.lightning.errors import ConfigError, describe, suggest
-
         raise ConfigError(key_path, f"unknown tracker {describe(name)}{suggest(str(name), TRACKERS) or ''}; "
                           f"use one of {', '.join(TRACKERS)}")
     return TRACKERS[name]
@@ -53,8 +53,6 @@ def check_tracker(name: Any, key_path: str) -> None:
     command checks ``--tracker`` before anything starts)."""
     tracker = read_tracker(name, key_path)
     if tracker.package and importlib.util.find_spec(tracker.package) is None:
-        from torchmate_ray.lightning.errors import ConfigError
-
         raise ConfigError(key_path, f"the {name} tracker needs the '{tracker.package}' package, which is not "
                           f"installed; pip install {tracker.pip} (or pip install 'torchmate_ray[trackers]')")
 
@@ -90,8 +88,6 @@ def build_wandb_callback(experiment_dir: Path, key_path: str) -> Any:
     so its files go to ``WANDB_DIR`` or the experiment directory (``wandb/offline-run-*-<trial id>`` offline),
     and its mode is this process's ``WANDB_MODE`` (the actor's environment is Ray's, not this one's)."""
     from ray.air.integrations.wandb import WandbLoggerCallback
-
-    from torchmate_ray.lightning.errors import ConfigError
 
     mode = {"mode": os.environ["WANDB_MODE"]} if os.environ.get("WANDB_MODE") else {}
     callback = WandbLoggerCallback(project=os.environ.get("WANDB_PROJECT") or WANDB_DEFAULT_PROJECT,

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from torchmate_ray.lightning.errors import ConfigError, describe, join_path, suggest
+from torchmate_ray.errors import ConfigError, describe, join_path, suggest
 from torchmate_ray.lightning.module import ConfigurableLightningModule
 
 LEARNER_KEYS = ("classification", "topk")

@@ -1,4 +1,8 @@
-"""The one exception for a bad configuration, and the helpers that word its messages."""
+"""The one exception for a bad configuration, and the helpers that word its messages.
+
+The standard library only: every layer (the command line before Ray and Lightning are imported, the Ray-free
+``lightning`` package, ``tune``) imports it at module level. ``torchmate_ray.lightning`` re-exports ConfigError
+for the users of its API."""
 
 from __future__ import annotations
 
