@@ -98,3 +98,41 @@ def test_the_templates_are_package_data():
     templates = ROOT / "torchmate_ray" / "tune" / "templates"
     shipped = {p for pattern in package_data["torchmate_ray.tune"] for p in templates.parent.glob(pattern)}
     assert set(templates.iterdir()) == shipped and shipped
+
+
+# --- every file of an experiment is written whole (json_files.written_whole) ---------------------------------------
+def test_a_file_is_replaced_whole_or_keeps_what_it_held(tmp_path):
+    from torchmate_ray.tune.json_files import write_whole, written_whole
+
+    path = tmp_path / "summary.json"
+    write_whole(path, '{"state": "running"}\n')
+    with pytest.raises(RuntimeError), written_whole(path) as partial:
+        partial.write_text('{"sta')  # a writer that fails half-way
+        raise RuntimeError("disk full")
+    assert path.read_text() == '{"state": "running"}\n' and sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+    write_whole(path, b'{"state": "ended"}\n')
+    assert path.read_text() == '{"state": "ended"}\n' and sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+def test_the_ray_layer_writes_its_files_one_way():
+    """Every file of an experiment goes through json_files.written_whole: no other write in tune/ (but the
+    storage check's probe file, storage.py, which is a test of the directory and not one of its files)."""
+    import ast
+
+    writes = []
+    for path in sorted((ROOT / "torchmate_ray" / "tune").rglob("*.py")):
+        if path.name in ("json_files.py", "storage.py"):
+            continue
+        tree = ast.parse(path.read_text())
+        handed_out = {item.optional_vars.id for node in ast.walk(tree) if isinstance(node, ast.With)
+                      for item in node.items if isinstance(item.optional_vars, ast.Name)
+                      and isinstance(item.context_expr, ast.Call) and getattr(item.context_expr.func, "id", "")
+                      == "written_whole"}  # the partial file that written_whole renames
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and not (
+                    isinstance(node.func.value, ast.Name) and node.func.value.id in handed_out) and (
+                    node.func.attr in ("write_text", "write_bytes") or (node.func.attr == "open" and any(
+                        isinstance(arg, ast.Constant) and str(arg.value).startswith(("w", "x"))
+                        for arg in node.args))):
+                writes.append(f"{path.name}:{node.lineno} {node.func.attr}")
+    assert writes == [], "write these with json_files.write_whole or written_whole:\n" + "\n".join(writes)

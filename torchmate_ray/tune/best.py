@@ -19,6 +19,7 @@ from typing import Any
 
 from torchmate_ray.tune.checkpoint_files import (CHECKPOINT_FILE, TRAIN_CHECKPOINT_FILE, KeepRule,
                                                  read_checkpoint_records)
+from torchmate_ray.tune.json_files import write_whole
 from torchmate_ray.tune.record import EPOCHS, RESULT_FILE, read_lines
 
 BEST_DIR, MODEL_FILE, CONFIG_FILE = "best", "model.ckpt", "best_config.py"
@@ -61,11 +62,11 @@ def export_best(directory: Path, trial_id: str, rule: KeepRule, config_text: str
     target.mkdir()
     _link_or_copy(found.path, target / MODEL_FILE)
     if config_text is not None:
-        (target / CONFIG_FILE).write_text(config_text)
+        write_whole(target / CONFIG_FILE, config_text)
     metrics = {"trial_id": trial_id, "epochs": found.epochs, "metric": rule.metric, "mode": rule.mode,
                "value": found.metrics.get(rule.metric), "metrics": found.metrics, "checkpoint": str(found.path)}
-    (target / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
-    (target / VERSIONS_FILE).write_text(json.dumps(list_versions(), indent=2) + "\n")
+    write_whole(target / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
+    write_whole(target / VERSIONS_FILE, json.dumps(list_versions(), indent=2) + "\n")
     return found
 
 

@@ -32,7 +32,7 @@ from ray.tune.search import SearchAlgorithm
 from ray.tune.stopper import Stopper
 
 from torchmate_ray.tune.budget_settings import BUDGET_FILE
-from torchmate_ray.tune.json_files import read_json_object
+from torchmate_ray.tune.json_files import read_json_object, write_whole
 from torchmate_ray.tune.record import EPOCHS
 
 
@@ -204,9 +204,7 @@ class SweepBudget(Stopper):
                  "started": self.state.started, "running": list(self.state.running), "first_epoch_s": self.state.first_epoch_s}
         path = Path(self.experiment_dir, BUDGET_FILE)
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps({"limits": self.limits(), "ended_by": self.state.ended_by, "state": state}) + "\n")
-        temporary.replace(path)
+        write_whole(path, json.dumps({"limits": self.limits(), "ended_by": self.state.ended_by, "state": state}) + "\n")
 
 
 class BudgetedSearch(SearchAlgorithm):

@@ -9,7 +9,6 @@ and the metrics reported with it) beside it, each written by an atomic rename.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -21,6 +20,7 @@ from lightning.fabric.utilities.apply_func import apply_to_collection
 
 from torchmate_ray.tune.checkpoint_files import (CHECKPOINT_FILE, PROGRESS_FILE, KeepRule,  # noqa: F401 (re-exported)
                                                  read_checkpoint_records)
+from torchmate_ray.tune.json_files import write_whole, written_whole
 from torchmate_ray.tune.record import EPOCHS
 
 if TYPE_CHECKING:
@@ -60,9 +60,8 @@ def write_checkpoint(checkpoint: dict[str, Any], path: Path, record: dict[str, A
     """Write ``checkpoint`` to ``path`` and ``record`` to the ``progress.json`` beside it, each whole or not at
     all; then remove the checkpoint directories beside this one that ``keep`` does not keep (none with None)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    torch.save(checkpoint, partial)
-    os.replace(partial, path)
+    with written_whole(path) as partial:
+        torch.save(checkpoint, partial)
     if record is not None:  # a trial's epoch checkpoint (not one that a callback of the config's own saves)
         write_json(path.parent / PROGRESS_FILE, record)
         if keep is not None:
@@ -81,9 +80,7 @@ def prune_checkpoints(trial_dir: Path, keep: KeepRule) -> None:
 
 
 def write_json(path: Path, value: Any) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(value))
-    os.replace(partial, path)
+    write_whole(path, json.dumps(value))
 
 
 def find_resume_checkpoint(given: tune.Checkpoint | None, trial_dir: Path) -> tuple[Path, dict[str, Any]] | None:

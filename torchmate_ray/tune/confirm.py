@@ -19,6 +19,7 @@ from ray.tune.search import Searcher
 
 from torchmate_ray.tune.choices import DEFAULT_SEARCHER, NO_EARLY_STOPPING
 from torchmate_ray.tune.confirmed import CONFIRM_FILE
+from torchmate_ray.tune.json_files import write_whole
 from torchmate_ray.tune.report_data import build_report_data
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ class ConfirmSearch(Searcher):
         run = self.runs.pop(0)
         self.given[trial_id] = {"of": run["of"], "seed": run["seed"]}
         record = {"top": self.top, "seeds": self.seeds, "trials": self.given}
-        Path(self.experiment_dir, CONFIRM_FILE).write_text(json.dumps(record) + "\n")
+        write_whole(Path(self.experiment_dir, CONFIRM_FILE), json.dumps(record) + "\n")
         return run["config"]
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from torchmate_ray.errors import ConfigError
+from torchmate_ray.tune.json_files import write_whole
 
 if TYPE_CHECKING:
     from torchmate_ray.tune.space import SearchSpace
@@ -160,7 +161,7 @@ def load_invocation(directory: Path, fix: str) -> Invocation:
 
 def save_invocation(directory: Path, invocation: Invocation) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / INVOCATION_FILE).write_text(json.dumps(dataclasses.asdict(invocation), indent=2) + "\n")
+    write_whole(directory / INVOCATION_FILE, json.dumps(dataclasses.asdict(invocation), indent=2) + "\n")
 
 
 def load_experiment_space(directory: Path) -> SearchSpace:

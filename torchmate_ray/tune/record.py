@@ -25,6 +25,8 @@ from ray.tune.logger import JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.utils.util import SafeFallbackEncoder
 
+from torchmate_ray.tune.json_files import write_whole
+
 RESULT_FILE, PARAMS_FILE, EPOCH_RECORD = "result.json", "params.json", "epochs.jsonl"
 EPOCHS = "epochs"  # reported with every result: epochs done, the schedulers' time attribute
 
@@ -99,9 +101,7 @@ class ResultRecord(JsonLoggerCallback):
         directory.mkdir(parents=True, exist_ok=True)
         params = directory / PARAMS_FILE
         if not params.is_file():
-            partial = params.with_name(params.name + ".partial")
-            partial.write_text(json.dumps(trial.config, indent=2, sort_keys=True, cls=SafeFallbackEncoder))
-            os.replace(partial, params)
+            write_whole(params, json.dumps(trial.config, indent=2, sort_keys=True, cls=SafeFallbackEncoder))
         restore_last_result(trial, read_lines(directory / RESULT_FILE))
 
     def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:

@@ -22,6 +22,7 @@ from torchmate_ray.errors import ConfigError
 from torchmate_ray.tune.best import format_bytes
 from torchmate_ray.tune.budget_settings import format_budget, summarize_budget
 from torchmate_ray.tune.confirmed import rank_confirmed, read_confirm_record
+from torchmate_ray.tune.json_files import write_whole
 from torchmate_ray.tune.plots import plot_comparison_curves, render_plots, render_png
 from torchmate_ray.tune.report_data import ReportData, build_report_data
 from torchmate_ray.tune.rows import TrialRow, format_value
@@ -50,8 +51,8 @@ def write_report_page(data: ReportData, output: str | Path | None = None) -> Pat
     plots = render_plots(data)
     (data.directory / PLOTS_DIR).mkdir(exist_ok=True)
     for name, png in plots.items():
-        (data.directory / PLOTS_DIR / f"{name}.png").write_bytes(png)
-    path.write_text(render_report_html(data, plots))
+        write_whole(data.directory / PLOTS_DIR / f"{name}.png", png)
+    write_whole(path, render_report_html(data, plots))
     return path
 
 
@@ -59,7 +60,7 @@ def write_comparison(directory_a: str | Path, directory_b: str | Path, output: s
     """Write one page with two experiments side by side; default ``<A>/compare-<B's name>.html``."""
     a, b = build_report_data(directory_a), build_report_data(directory_b)
     path = check_output(Path(output) if output else a.directory / f"compare-{b.directory.name}.html")
-    path.write_text(render_comparison_html(a, b, diff_configs(a, b)))
+    write_whole(path, render_comparison_html(a, b, diff_configs(a, b)))
     return path
 
 

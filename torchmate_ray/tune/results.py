@@ -22,6 +22,7 @@ from torchmate_ray.tune.budget_settings import summarize_budget
 from torchmate_ray.tune.checkpoint_files import KeepRule
 from torchmate_ray.tune.confirmed import best_run, rank_confirmed, read_confirm_record
 from torchmate_ray.tune.domains import varied_paths
+from torchmate_ray.tune.json_files import write_whole, written_whole
 from torchmate_ray.tune.rows import ENDED, TrialRow, best_trial, count_statuses, format_value, score_label
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ def write_results(rows: list[TrialRow], space: SearchSpace, directory: Path, wal
     write_leaderboard_csv(rows, space, directory / "leaderboard.csv")
     summary["disk_bytes"] = measure_disk(directory)
     summary["disk"] = format_bytes(summary["disk_bytes"])
-    (directory / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_whole(directory / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
 
@@ -76,7 +77,7 @@ def write_best(best: TrialRow | None, space: SearchSpace, directory: Path) -> di
         found = export_best(directory, best.trial_id, KeepRule(space.settings.metric, space.settings.mode), text)
     config = directory / CONFIG_FILE
     if text is not None:
-        config.write_text(text)
+        write_whole(config, text)
     else:
         config.unlink(missing_ok=True)
     model = {"path": str(directory / BEST_DIR / MODEL_FILE), "epochs": found.epochs,
@@ -97,7 +98,7 @@ def format_timings(timings: Mapping[str, float | None]) -> str:
 
 def write_leaderboard_csv(rows: list[TrialRow], space: SearchSpace, path: Path) -> None:
     paths = varied_paths(space.config)
-    with path.open("w", newline="") as handle:
+    with written_whole(path) as partial, partial.open("w", newline="") as handle:
         writer = csv.writer(handle)
         value = score_label(space.settings.metric, space.settings.score)
         writer.writerow(["rank", "trial_id", "status", "epochs", value, *paths, "node"])
