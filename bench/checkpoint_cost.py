@@ -30,8 +30,9 @@ import torch  # noqa: E402
 from lightning.pytorch.callbacks import Checkpoint  # noqa: E402
 
 from torchmate_ray.lightning.configure import configure_all  # noqa: E402
-from torchmate_ray.tune.checkpoints import CHECKPOINT_FILE, BackgroundCheckpointIO  # noqa: E402
-from torchmate_ray.tune.trial_setup import TRIAL_TRAINER_DEFAULTS  # noqa: E402
+from torchmate_ray.tune.records.files import CHECKPOINT_FILE  # noqa: E402
+from torchmate_ray.tune.trial.checkpoint_writer import BackgroundCheckpointIO
+from torchmate_ray.tune.trial.setup import TRIAL_TRAINER_DEFAULTS  # noqa: E402
 
 CONFIG = {
     "learner": {"name": "SupervisedLearner", "cfg": {"classification": True}},

@@ -27,7 +27,7 @@ from torch.nn import functional as F
 
 from torchmate_ray.lightning.configure import configure_all
 from torchmate_ray.models import LeNet5BNMaxPool
-from torchmate_ray.tune.trial_setup import TRIAL_TRAINER_DEFAULTS
+from torchmate_ray.tune.trial.setup import TRIAL_TRAINER_DEFAULTS
 
 import lenet_shaped  # noqa: E402  (bench/ is this script's directory)
 from lenet_shaped import MNISTShaped  # noqa: E402

@@ -93,7 +93,7 @@ def import_seconds() -> float:
 def one_epoch_seconds(trial_dir: Path) -> float:
     """configure_all + fit of one epoch of the trial's own config, in this process (imports done before)."""
     from torchmate_ray.lightning.configure import configure_all
-    from torchmate_ray.tune.trial_setup import TRIAL_TRAINER_DEFAULTS
+    from torchmate_ray.tune.trial.setup import TRIAL_TRAINER_DEFAULTS
 
     config = json.loads((trial_dir / "params.json").read_text())
     config["training"] = {**(config.get("training") or {}), "max_epochs": 1}

@@ -29,7 +29,7 @@ from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
 from torchmate_ray.lightning.configure import configure_all  # noqa: E402
-from torchmate_ray.tune.trial_setup import TRIAL_TRAINER_DEFAULTS  # noqa: E402
+from torchmate_ray.tune.trial.setup import TRIAL_TRAINER_DEFAULTS  # noqa: E402
 
 import lenet_shaped  # noqa: E402  (bench/ is this script's directory)
 from epoch_time import EpochTimer  # noqa: E402

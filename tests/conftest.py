@@ -58,6 +58,16 @@ def fast_trainer(tmp_path) -> dict[str, Any]:
     return {**FAST_TRAINER, "default_root_dir": str(tmp_path)}
 
 
+@pytest.fixture
+def space_file(tmp_path) -> Path:
+    """A search-space file of the tiny config (spaces.written_space), data in a temporary directory."""
+    from spaces import written_space
+
+    path = tmp_path / "space.py"
+    path.write_text(written_space(tmp_path / "data"))
+    return path
+
+
 @pytest.fixture(autouse=True)
 def no_early_ray_left():
     """An in-process ``tune_main`` that refuses leaves its early Ray shutting down in its own thread (the command
@@ -66,7 +76,7 @@ def no_early_ray_left():
     yield
     import sys
 
-    local_ray = sys.modules.get("torchmate_ray.tune.local_ray")
+    local_ray = sys.modules.get("torchmate_ray.tune.sweep.local_ray")
     last = local_ray.EarlyRay._last if local_ray else None
     if last is not None:
         last._thread.join(timeout=120)
@@ -114,7 +124,7 @@ def optuna_sweep(tmp_path_factory) -> GrownSweep:
 @pytest.fixture(scope="session")
 def finished_sweep(tmp_path_factory) -> tuple[int, Path, str]:
     """spaces.FINISHED_SPACE swept to its end by the torchmate-tune command: its exit code, experiment and printed
-    output (test_report's sweep and test_tune's, one sweep since). In its own process, as users run it: in this
+    output (test_report's sweep and test_sweep's, one sweep since). In its own process, as users run it: in this
     one, Ray was imported before the command could keep it on the loopback interface (cli.py)."""
     from spaces import FINISHED_SPACE, written_space
     from sweeps import tune

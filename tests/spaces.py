@@ -144,7 +144,7 @@ def read_epoch_log(lines: list[str]) -> list[tuple[str, str, int | str]]:
     return read
 
 
-# The sweep that conftest's finished_sweep runs (test_report reads it; test_tune and test_best too): 6 trials (3 grid
+# The sweep that conftest's finished_sweep runs (test_report reads it; test_sweep and test_best too): 6 trials (3 grid
 # points x 2 samples; the 2 with hidden [8] raise), 4 epochs, ASHA with rungs at 1, 2 and 4 epochs.
 FINISHED_SPACE = dict(
     model=Code('tune.sample_from(lambda config: Exploding if config["model"]["cfg"]["hidden"] == [8] '

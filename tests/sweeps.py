@@ -144,6 +144,6 @@ def study_trials(experiment: Path) -> list:
     """The trials of the experiment's Optuna study, read by Optuna."""
     import optuna
 
-    from torchmate_ray.tune.optuna_space import study_url
+    from torchmate_ray.tune.search.optuna_space import study_url
 
     return optuna.load_study(study_name=experiment.name, storage=study_url(experiment)).trials

@@ -14,11 +14,11 @@ import pytest
 
 from torchmate_ray.cli import train_main, tune_main
 from torchmate_ray.lightning import ConfigError
-from torchmate_ray.tune.best import export_best, find_best_checkpoint, format_bytes, measure_disk
-from torchmate_ray.tune.checkpoint_files import KeepRule
-from torchmate_ray.tune.results import render_best_config
-from torchmate_ray.tune.rows import TrialRow
-from torchmate_ray.tune.space import load_search_space, read_settings
+from torchmate_ray.tune.records.checkpoints import KeepRule
+from torchmate_ray.tune.records.rows import TrialRow
+from torchmate_ray.tune.results.export import export_best, find_best_checkpoint, format_bytes, measure_disk
+from torchmate_ray.tune.results.summary import render_best_config
+from torchmate_ray.tune.search.space import load_search_space, read_settings
 
 from spaces import Code, tiny_space, written_space
 from sweeps import tune_in_process
@@ -46,7 +46,7 @@ def test_a_bad_keep_best_in_the_file_exits_2_before_anything_starts(tmp_path, ca
 
 
 def test_pruning_keeps_the_newest_and_best_and_removes_what_a_kill_left_half_written(tmp_path):
-    from torchmate_ray.tune.checkpoints import prune_checkpoints
+    from torchmate_ray.tune.trial.checkpoint_writer import prune_checkpoints
 
     fake_trial(tmp_path, {1: 0.9, 2: 0.1, 3: 0.2})
     (tmp_path / "checkpoint_000004").mkdir()  # killed before its progress.json
@@ -64,7 +64,7 @@ def test_pruning_keeps_the_newest_and_best_and_removes_what_a_kill_left_half_wri
 def test_multi_worker_trials_give_ray_train_the_same_rule(keep, expected):
     """Ray Train keeps ``num_to_keep`` best by the score and its latest besides (with no score, the newest rank
     best: the latest alone)."""
-    from torchmate_ray.tune.distributed import build_checkpoint_config
+    from torchmate_ray.tune.trial.distributed import build_checkpoint_config
 
     config = build_checkpoint_config(keep)
     assert (config.num_to_keep, config.checkpoint_score_attribute, config.checkpoint_score_order) == expected
@@ -197,7 +197,7 @@ TRAINING = {"max_epochs": 4, "limit_train_batches": 6, "limit_val_batches": 4}
 
 def best_space(root: Path) -> str:
     """Two trials of a model class that the space file defines: best_config.py must carry the class (a model by
-    name is the simpler case, exported the same way; test_tune runs a by-name best_config.py with torchmate-train)."""
+    name is the simpler case, exported the same way; test_sweep runs a by-name best_config.py with torchmate-train)."""
     return written_space(root, model=Code("Net"), code=SPACE_WITH_CLASS, lr=3e-3,
                          hidden=Code("tune.grid_search([[32], [16]])"), training=TRAINING, sweep=SWEEP)
 
@@ -243,9 +243,9 @@ def recompute_val_accuracy(best: Path) -> float:
 
 
 def test_the_report_page_gives_the_disk_used(tmp_path):
-    from torchmate_ray.tune.report_data import ComputeAccount, ReportData
-    from torchmate_ray.tune.report_page import render_report_html
-    from torchmate_ray.tune.space import SearchSpace
+    from torchmate_ray.tune.results.data import ComputeAccount, ReportData
+    from torchmate_ray.tune.results.page import render_report_html
+    from torchmate_ray.tune.search.space import SearchSpace
 
     space = SearchSpace(tmp_path / "space.py", {"training": {"max_epochs": 3}}, read_settings({}))
     data = ReportData(tmp_path, space, [], {}, [], [], ComputeAccount(0, 0.0, 0, 0.0), disk_bytes=21_300_000)

@@ -14,7 +14,7 @@ import pytest
 from spaces import EPOCH_LOG, Code, epoch_log, tiny_space
 from sweeps import start_sweep, tune_in_process, wait_for
 from torchmate_ray.errors import ConfigError
-from torchmate_ray.tune.budget_settings import parse_duration, planned_epochs
+from torchmate_ray.tune.search.budget_settings import parse_duration, planned_epochs
 
 
 

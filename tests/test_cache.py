@@ -12,14 +12,14 @@ from torch.utils.data import BatchSampler, DataLoader, TensorDataset
 from torchvision import transforms as T
 
 from torchmate_ray.cli import tune_main
+from torchmate_ray.errors import ConfigError
 from torchmate_ray.lightning.cache import (CachedSplit, IndexBatches, build_cached_split, flatten_transforms, keep_batch,
                                            split_transforms)
 from torchmate_ray.lightning.configure import configure_all, configure_data
 from torchmate_ray.lightning.datamodule import cached_loader_kwargs, index_batch_loader
 from torchmate_ray.lightning.datasets import MNISTSample
-from torchmate_ray.errors import ConfigError
-from torchmate_ray.tune.resources import Node, plan_resources
-from torchmate_ray.tune.space import SweepSettings
+from torchmate_ray.tune.search.space import SweepSettings
+from torchmate_ray.tune.sweep.resources import Node, plan_resources
 
 from spaces import Code, tiny_space
 

@@ -12,8 +12,8 @@ import pytest
 import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 
-from torchmate_ray.tune.resources import Node, launchable_nodes, plan_resources
-from torchmate_ray.tune.space import SweepSettings
+from torchmate_ray.tune.search.space import SweepSettings
+from torchmate_ray.tune.sweep.resources import Node, launchable_nodes, plan_resources
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -126,8 +126,8 @@ def test_trial_on_a_node_that_cannot_see_the_experiment_fails_at_once_in_one_lin
     without the experiment's files there, the trial would write its checkpoints on that node alone."""
     import ray
 
-    from torchmate_ray.tune.experiment import INVOCATION_FILE
-    from torchmate_ray.tune.trial_setup import StorageNotShared, check_storage_visible
+    from torchmate_ray.tune.records.files import INVOCATION_FILE
+    from torchmate_ray.tune.trial.setup import StorageNotShared, check_storage_visible
 
     experiment = tmp_path / "exp"
     with pytest.raises(StorageNotShared) as refused:

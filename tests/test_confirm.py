@@ -15,9 +15,11 @@ import pytest
 
 from spaces import Code, tiny_space
 from sweeps import start_sweep, tune_in_process
-from torchmate_ray.tune.confirmed import rank_confirmed
-from torchmate_ray.tune.rows import TrialRow
-
+from torchmate_ray.tune.records.rows import TrialRow, best_trial
+from torchmate_ray.tune.results.confirmed_ranking import rank_confirmed
+from torchmate_ray.tune.results.data import ComputeAccount, ReportData
+from torchmate_ray.tune.results.page import summary_rows
+from torchmate_ray.tune.search.space import SearchSpace, read_settings
 
 
 def confirming(experiment: Path) -> bool:
@@ -46,6 +48,20 @@ def test_a_config_is_ranked_by_the_mean_of_its_runs_not_by_its_luckiest():
                                                         ("a", ["a", "a1", "a2"])]
     assert ranked[0].mean == pytest.approx(0.3) and ranked[0].std == pytest.approx(0.05)
     assert [c.trial_id for c in rank_confirmed(rows, record, max_epochs=2, mode="max")] == ["a", "c", "b"]
+
+
+def test_a_confirmed_sweeps_winner_is_its_best_configs_best_run_wherever_it_is_named(tmp_path):
+    """The best single trial (c, 0.05, cut short) is not the winner: b has the best mean, and its best run (b2) is
+    the trial the page, its plots and summary.json (results/summary.py takes data.best) name."""
+    rows = [row("a", 0.1), row("a1", 0.9), row("b", 0.3), row("b1", 0.35), row("b2", 0.25), row("c", 0.05, epochs=1),
+            row("c1", 0.4)]
+    record = {"trials": {"a1": {"of": "a"}, "b1": {"of": "b"}, "b2": {"of": "b"}, "c1": {"of": "c"}}}
+    space = SearchSpace(tmp_path / "space.py", {"training": {"max_epochs": 2}},
+                        read_settings({"metric": "val/loss", "mode": "min"}))
+    data = ReportData(tmp_path, space, rows, {}, [], [], ComputeAccount(0, 0.0, 0, 0.0),
+                      confirmed=rank_confirmed(rows, record, max_epochs=2, mode="min"))
+    assert best_trial(rows, "min").trial_id == "c" and data.best.trial_id == "b2"
+    assert dict(summary_rows(data))["best trial"].startswith("b2: val/loss = 0.2500")
 
 
 @pytest.mark.slow
@@ -90,3 +106,7 @@ def test_confirming_the_top_3_with_3_seeds_adds_9_trials_and_ranks_the_configs_b
     assert summary["best_trial"] == min(confirmed[0]["trials"], key=values.get)  # best/: the winner's best run
     assert json.loads((experiment / "best" / "metrics.json").read_text())["trial_id"] == summary["best_trial"]
     assert "confirmed: val/loss, mean ± std" in out
+    # one winner: the printed line, the page's best trial and summary.json name the same run
+    assert f"best: {summary['best_trial']} val/loss = {summary['best_value']:.4f}" in out
+    assert f"<td>best trial</td><td>{summary['best_trial']}: val/loss = {summary['best_value']:.4f} after" in \
+        (experiment / "report.html").read_text()

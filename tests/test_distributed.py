@@ -175,7 +175,7 @@ REFUSED = [
 
 @pytest.mark.parametrize("flags, expected", [r[1:] for r in REFUSED], ids=[r[0] for r in REFUSED])
 def test_what_can_never_fit_is_refused(tmp_path, capsys, flags, expected):
-    """With --dry-run: the plan refuses at the same step in a real run (test_tune runs one such case for real)."""
+    """With --dry-run: the plan refuses at the same step in a real run (test_space runs one such case for real)."""
     import ray
 
     cpus = os.cpu_count() or 2

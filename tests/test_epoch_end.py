@@ -12,8 +12,9 @@ import torch
 from torch.nn import functional as F
 
 from torchmate_ray.lightning.configure import configure_all
-from torchmate_ray.tune.checkpoints import (CHECKPOINT_FILE, PROGRESS_FILE, BackgroundCheckpointIO, KeepRule,
-                                            checkpoint_epochs, find_resume_checkpoint)
+from torchmate_ray.tune.records.checkpoints import KeepRule
+from torchmate_ray.tune.records.files import CHECKPOINT_FILE, PROGRESS_FILE
+from torchmate_ray.tune.trial.checkpoint_writer import BackgroundCheckpointIO, checkpoint_epochs, find_resume_checkpoint
 
 
 def evaluate(model, loader):

@@ -14,7 +14,7 @@ import ray
 from spaces import Code, tiny_space
 from sweeps import study_trials, tune_in_process
 from torchmate_ray.cli import tune_main
-from torchmate_ray.tune.experiment import Invocation, read_invocation, save_invocation
+from torchmate_ray.tune.experiment.directory import Invocation, read_invocation, save_invocation
 
 
 
@@ -36,7 +36,7 @@ def finished_looking_experiment(tmp_path: Path, states: dict[str, str], seed: in
 def test_asha_judges_an_extensions_trials_against_the_earlier_ones(tmp_path):
     """Three earlier trials reached epoch 1 with losses 0.1, 0.2 and 0.3: a new trial's 0.25 is not in the best
     third, so ASHA stops it there; without the earlier trials it is the first in its rung, and goes on."""
-    from torchmate_ray.tune.record import RecordedASHA
+    from torchmate_ray.tune.search.asha import RecordedASHA
 
     earlier = []
     for i, loss in enumerate([0.1, 0.2, 0.3]):
@@ -82,8 +82,8 @@ def test_a_directory_without_a_sweep_cannot_grow(tmp_path, capsys):
 
 def test_each_extension_of_a_seeded_random_search_draws_new_configs(tmp_path):
     """The sweep's seed, then a seed of each extension's own: each draws other learning rates."""
-    from torchmate_ray.tune.extend import extend_experiment
-    from torchmate_ray.tune.sweep import build_searcher
+    from torchmate_ray.tune.sweep.extend import extend_experiment
+    from torchmate_ray.tune.sweep.run import build_searcher
 
     experiment = finished_looking_experiment(tmp_path, {"a_00000": "TERMINATED"})
 
@@ -176,8 +176,8 @@ def test_a_dry_run_lists_the_configs_a_sweep_starts_from_and_what_it_leaves_out(
 
 
 def test_optuna_first_draws_the_configs_a_sweep_starts_from(tmp_path):
-    from torchmate_ray.tune.space import load_search_space
-    from torchmate_ray.tune.sweep import build_searcher
+    from torchmate_ray.tune.search.space import load_search_space
+    from torchmate_ray.tune.sweep.run import build_searcher
 
     experiment = old_experiment(tmp_path)
     space = load_search_space(new_space(tmp_path, search_alg="optuna", seed=1, start_from=str(experiment)))
@@ -208,8 +208,8 @@ def test_a_sweep_started_from_another_first_trains_its_best_configs(tmp_path):
 def test_random_search_starts_lenet_from_an_optimizer_of_the_old_sweep(tmp_path):
     """lenet.py's optimizer is a choice of specs, each with domains inside: the old winner's optimizer, learning rate
     and weight decay come back whole, and the batch size too."""
-    from torchmate_ray.tune.space import load_search_space
-    from torchmate_ray.tune.sweep import build_searcher
+    from torchmate_ray.tune.search.space import load_search_space
+    from torchmate_ray.tune.sweep.run import build_searcher
 
     lenet = Path(__file__).resolve().parents[1] / "search_spaces" / "lenet.py"
     experiment = tmp_path / "results" / "old"

@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 
 from torchmate_ray.cli import build_tune_parser
-from torchmate_ray.tune import progress
-from torchmate_ray.tune.progress import SweepProgress, quiet_ray_output
-from torchmate_ray.tune.progress_text import Best, Snapshot, format_duration, format_line, format_table, short_labels
+from torchmate_ray.tune.sweep import progress
+from torchmate_ray.tune.sweep.progress import SweepProgress, quiet_ray_output
+from torchmate_ray.tune.sweep.progress_text import Best, Snapshot, format_duration, format_line, format_table, short_labels
 
 from spaces import Code, written_space
 
@@ -299,8 +299,8 @@ def write_space(tmp_path: Path, num_samples: int) -> Path:
                                                       (["--verbose"], 1, ["ResultRecord", "FailureBudget"])],
                          ids=["default", "verbose"])
 def test_verbose_gives_ray_its_output_back(tmp_path, flags, verbose, callbacks):
-    from torchmate_ray.tune.space import load_search_space
-    from torchmate_ray.tune.sweep import build_run_config
+    from torchmate_ray.tune.search.space import load_search_space
+    from torchmate_ray.tune.sweep.run import build_run_config
 
     args = build_tune_parser().parse_args([str(write_space(tmp_path, 2)), *flags])
     config = build_run_config(load_search_space(args.space_file), tmp_path / "exp", args.verbose)
@@ -310,8 +310,8 @@ def test_verbose_gives_ray_its_output_back(tmp_path, flags, verbose, callbacks):
 def test_a_restored_tuner_shows_this_runs_progress(tmp_path):
     from ray import tune
 
-    from torchmate_ray.tune.space import load_search_space
-    from torchmate_ray.tune.sweep import build_run_config, restore_run_output
+    from torchmate_ray.tune.search.space import load_search_space
+    from torchmate_ray.tune.sweep.run import build_run_config, restore_run_output
 
     space = load_search_space(write_space(tmp_path, 2))
     tune.Tuner(lambda config: None, run_config=build_run_config(space, tmp_path / "exp", verbose=True))  # tuner.pkl

@@ -11,10 +11,10 @@ import pytest
 from PIL import Image
 
 from torchmate_ray.cli import tune_main
-from torchmate_ray.tune.report_data import Rung, build_report_data, build_rungs
-from torchmate_ray.tune.report_page import write_report
-from torchmate_ray.tune.rows import trial_status
-from torchmate_ray.tune.space import SearchSpace, read_settings
+from torchmate_ray.tune.records.rows import trial_status
+from torchmate_ray.tune.results.data import Rung, build_report_data, build_rungs
+from torchmate_ray.tune.results.page import write_report
+from torchmate_ray.tune.search.space import SearchSpace, read_settings
 
 
 METRIC, MAX_EPOCHS, RUNGS = "val/accuracy", 4, [1, 2, 4]

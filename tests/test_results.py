@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from torchmate_ray.tune.report_data import ComputeAccount, ReportData
-from torchmate_ray.tune.report_page import render_report_html
-from torchmate_ray.tune.rows import (Score, TrialRow, best_trial, ended_status, live_status, parse_score, rank_trials,
+from torchmate_ray.tune.records.rows import (Score, TrialRow, best_trial, ended_status, live_status, parse_score, rank_trials,
                                      score_curve, score_label)
-from torchmate_ray.tune.space import SearchSpace, read_settings
+from torchmate_ray.tune.results.data import ComputeAccount, ReportData
+from torchmate_ray.tune.results.page import render_report_html
+from torchmate_ray.tune.search.space import SearchSpace, read_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -102,7 +102,7 @@ def test_the_templates_are_package_data():
 
 # --- every file of an experiment is written whole (json_files.written_whole) ---------------------------------------
 def test_a_file_is_replaced_whole_or_keeps_what_it_held(tmp_path):
-    from torchmate_ray.tune.json_files import write_whole, written_whole
+    from torchmate_ray.tune.records.files import write_whole, written_whole
 
     path = tmp_path / "summary.json"
     write_whole(path, '{"state": "running"}\n')

@@ -288,7 +288,7 @@ def test_a_resume_runs_the_sweep_as_it_started_not_the_files_defaults(tmp_path, 
 
 def test_an_accepted_sweep_keeps_its_invocation_with_its_name_and_planned_resources(tmp_path):
     """What a resume and the report read back: written by Experiment.accept (not before), named, resources as planned."""
-    from torchmate_ray.tune.experiment import Invocation, open_experiment, read_invocation
+    from torchmate_ray.tune.experiment.directory import Invocation, open_experiment, read_invocation
 
     space_file = tmp_path / "space.py"
     space_file.write_text(RESUMABLE)

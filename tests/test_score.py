@@ -59,7 +59,7 @@ def test_best_ranks_a_trial_that_peaked_at_epoch_3_by_its_epoch_3_value(scored_s
 
 @pytest.mark.slow
 def test_the_report_and_the_progress_line_use_the_same_score(scored_sweep):
-    from torchmate_ray.tune.report_data import build_report_data
+    from torchmate_ray.tune.results.data import build_report_data
 
     directory, peaked, _, stdout = scored_sweep
     data = build_report_data(directory)
@@ -77,9 +77,9 @@ def test_the_report_and_the_progress_line_use_the_same_score(scored_sweep):
     ("last-4", ["steady", "peaked"], [0.525, 0.375]),
 ], ids=["last", "best", "last-2", "last-4"])
 def test_the_experiments_result_files_rank_by_each_score(scored_sweep, score, ranked, values):
-    from torchmate_ray.tune.experiment import load_experiment_space
-    from torchmate_ray.tune.rows import rank_trials
-    from torchmate_ray.tune.trial_files import read_experiment_trials
+    from torchmate_ray.tune.experiment.directory import load_experiment_space
+    from torchmate_ray.tune.experiment.trials import read_experiment_trials
+    from torchmate_ray.tune.records.rows import rank_trials
 
     directory, peaked, steady, _ = scored_sweep
     space = load_experiment_space(directory)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from sweeps import study_trials
-from torchmate_ray.tune.domains import find_domains
-from torchmate_ray.tune.space import load_search_space
+from torchmate_ray.tune.search.domains import find_domains
+from torchmate_ray.tune.search.space import load_search_space
 
 ROOT = Path(__file__).resolve().parent.parent
 LENET = ROOT / "search_spaces" / "lenet.py"
@@ -21,7 +21,7 @@ def test_optuna_draws_lenets_optimizers_each_with_its_own_parameters(tmp_path):
     under a parameter of that branch's own, which Optuna keeps with the value told for the trial."""
     from optuna.trial import TrialState
 
-    from torchmate_ray.tune.sweep import build_searcher
+    from torchmate_ray.tune.sweep.run import build_searcher
 
     space = load_search_space(LENET, settings={"search_alg": "optuna", "seed": 5})
     experiment = tmp_path / "exp"

@@ -13,9 +13,9 @@ from types import SimpleNamespace
 import pytest
 
 from torchmate_ray.cli import build_tune_parser, start_local_ray
-from torchmate_ray.tune.local_ray import LocalRay
-from torchmate_ray.tune.progress import SweepProgress
-from torchmate_ray.tune.report import format_timings
+from torchmate_ray.tune.results.summary import format_timings
+from torchmate_ray.tune.sweep.local_ray import LocalRay
+from torchmate_ray.tune.sweep.progress import SweepProgress
 
 from spaces import Code, tiny_space
 
@@ -65,8 +65,8 @@ def test_local_ray_is_started_as_the_trials_need(trials, expected):
 def test_warm_processes_have_imported_the_trial_function():
     """The local Ray's workers import WARM_MODULES as they start: the trial function's module must be one, or each
     trial's process would import it (torch, Lightning) only once its trial starts."""
-    from torchmate_ray.tune.local_ray import WARM_MODULES
-    from torchmate_ray.tune.trial import train_trial
+    from torchmate_ray.tune.sweep.local_ray import WARM_MODULES
+    from torchmate_ray.tune.trial.train import train_trial
 
     assert train_trial.__module__ in WARM_MODULES
 
@@ -206,7 +206,7 @@ def test_milestones_are_recorded_and_warm_trials_use_their_cpus(tmp_path, cpus, 
 
     if cpus > (os.cpu_count() or 1):
         pytest.skip(f"needs {cpus} CPUs")
-    from torchmate_ray.tune.local_ray import THREADS_ENV
+    from torchmate_ray.tune.sweep.local_ray import THREADS_ENV
 
     # (an earlier in-process test's Ray, shutting down in its own thread, may hold THREADS_ENV in this process's
     # environment for a moment: the command must not inherit it, or it would take the threads as given)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import re
 import subprocess
 import sys
 from collections.abc import Collection, Mapping
@@ -31,11 +32,16 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "torchmate_ray"
 LIGHTNING, TUNE = f"{PACKAGE}.lightning", f"{PACKAGE}.tune"
 MAX_LINES = 300  # a module of the Ray layer above this does more than one job
-# The results side: reading the trials into rows, the results files, the plots, the page, the live table.
-RESULTS_SIDE = ("rows", "trial_files", "report_data", "results", "plots", "report_page", "report", "progress",
-                "progress_text", "best", "checkpoint_files", "confirmed", "budget_settings", "json_files")
-# What only a trial's own process needs (Lightning, the checkpoint writer, Ray Train): never the results side's.
-TRIAL_MODULES = (f"{TUNE}.trial", f"{TUNE}.trial_setup", f"{TUNE}.checkpoints", f"{TUNE}.distributed")
+MAX_FUNCTION_LINES = 40  # a function of the Ray layer above this (its docstring not counted) does more than one step
+# The Ray layer's rooms, in their one direction: each may import the rooms before it, never those after.
+ROOMS = ("records", "search", "experiment", "trial", "results", "sweep")
+APART = {"experiment": "trial", "trial": "experiment"}  # the two rooms of one level, which never import each other
+PRIVATE = f"{TUNE}.private"  # the private Ray and CPython APIs: any room but records may import it
+HEAVY = ("ray", "lightning", "torch", "torchvision", "torchmetrics", "optuna", "matplotlib", LIGHTNING)
+# What only a trial's own process needs (Ray Train, the trial's room): never the results side's.
+TRIAL_ROOM = f"{TUNE}.trial"
+# The one table of the experiment's file names; a literal name elsewhere in the Ray layer is a second spelling.
+FILE_TABLE = ROOT / PACKAGE / "tune" / "records" / "files.py"
 
 
 @dataclass(frozen=True)
@@ -208,13 +214,102 @@ def test_no_module_of_the_ray_layer_is_above_300_lines():
     assert oversized == [], f"above {MAX_LINES} lines (split by job):\n" + "\n".join(oversized)
 
 
-@pytest.mark.parametrize("name", RESULTS_SIDE)
-def test_the_results_side_imports_neither_ray_train_nor_the_trial(name):
-    module = f"{TUNE}.{name}"
-    assert module in package_imports(), f"{module}: no such module; RESULTS_SIDE lists the results side's modules"
+def room_of(module: str) -> str | None:
+    """The room (``records``, ``search``, ...) of a module of the Ray layer; None for any other module."""
+    parts = module.split(".")
+    return parts[2] if len(parts) > 2 and f"{parts[0]}.{parts[1]}" == TUNE and parts[2] in ROOMS else None
+
+
+def tune_modules() -> list[str]:
+    return [name for name in sorted(package_imports()) if is_or_under(name, TUNE)]
+
+
+def test_every_module_of_the_ray_layer_is_in_a_room():
+    outside = [name for name in tune_modules() if room_of(name) is None and name not in (TUNE, PRIVATE)]
+    assert outside == [], f"modules of {TUNE} outside its rooms {ROOMS} (give each a room):\n" + "\n".join(outside)
+
+
+@pytest.mark.parametrize("module", tune_modules())
+def test_a_room_imports_only_the_rooms_before_it(module):
+    room = room_of(module)
+    allowed = set(ROOMS[:ROOMS.index(room) + 1]) - {APART.get(room)} if room else set()
+    wrong = [f"line {i.line}: {i.module} ({room_of(i.module)}/ comes after {room}/)" if room else
+             f"line {i.line}: {i.module}" for i in package_imports()[module]
+             if room_of(i.module) is not None and room_of(i.module) not in allowed]
+    assert wrong == [], f"{module} ({room or 'outside the rooms'}) imports against the direction " \
+                        f"{' <- '.join(ROOMS)}:\n" + "\n".join(wrong)
+
+
+@pytest.mark.parametrize("module", [m for m in tune_modules() if room_of(m) == "records"])
+def test_the_records_import_neither_ray_nor_lightning_nor_torch(module):
     imports = forbidden_reached(package_imports(), module,
-                                lambda name: is_or_under(name, "ray.train", *TRIAL_MODULES))
+                                lambda name: is_or_under(name, *HEAVY, PRIVATE))
     assert imports == [], "\n".join(imports)
+
+
+@pytest.mark.parametrize("module", [m for m in tune_modules() if room_of(m) in ("results", "experiment")])
+def test_the_results_and_the_experiment_reach_neither_ray_train_nor_the_trial(module):
+    imports = forbidden_reached(package_imports(), module, lambda name: is_or_under(name, "ray.train", TRIAL_ROOM))
+    assert imports == [], "\n".join(imports)
+
+
+def test_the_private_apis_module_imports_the_standard_library_and_ray_only():
+    imports = [f"line {i.line}: {i.module}" for i in package_imports()[PRIVATE]
+               if i.module.partition(".")[0] not in (*sys.stdlib_module_names, "ray")]
+    assert imports == [], "\n".join(imports)
+
+
+def test_the_packages_init_modules_import_nothing():
+    """Each ``__init__`` of the Ray layer is its room's map, a docstring: importing one of its modules imports
+    nothing else (the command reads its arguments before Ray and Lightning are imported)."""
+    found = [f"{name}: line {i.line}: {i.module}" for name in tune_modules()
+             if (ROOT / Path(*name.split("."))).is_dir() for i in package_imports()[name]
+             if i.module != "__future__.annotations"]
+    assert found == [], "\n".join(found)
+
+
+def test_no_function_of_the_ray_layer_is_above_40_lines():
+    long = []
+    for path in sorted((ROOT / PACKAGE / "tune").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and function_lines(node) > MAX_FUNCTION_LINES:
+                long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: {function_lines(node)} lines")
+    assert long == [], f"above {MAX_FUNCTION_LINES} lines, docstring aside (split by step):\n" + "\n".join(long)
+
+
+def function_lines(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    """A function's lines from its first statement after the docstring to its end."""
+    body = node.body[1:] if ast.get_docstring(node) is not None else node.body
+    return node.end_lineno - body[0].lineno + 1 if body else 0
+
+
+FILE_NAME = re.compile(r"[a-z_*{}][\w.*{}<>-]*\.(json|jsonl|csv|html|ckpt|pkl|txt|png|py)(?![.\w])")
+
+
+def literal_file_names(source: str) -> list[tuple[int, str]]:
+    """(line, name) of every string in ``source`` (docstrings aside) that holds a file's name, e.g. ``"summary.json"``
+    or the ``params.json`` of ``f"*/params.json"``; a template's ``report.html.j2`` and ``lightning.pytorch`` are
+    not names of the experiment's files."""
+    tree = ast.parse(source)
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                  and ast.get_docstring(node) is not None}
+    return [(node.lineno, match.group(0)) for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+            for match in FILE_NAME.finditer(node.value)]
+
+
+def test_no_file_name_is_spelled_outside_its_table():
+    found = [f"{path.relative_to(ROOT)}:{line}: {name!r}" for path in sorted((ROOT / PACKAGE / "tune").rglob("*.py"))
+             if path != FILE_TABLE for line, name in literal_file_names(path.read_text())]
+    assert found == [], f"file names spelled outside {FILE_TABLE.relative_to(ROOT)} (name them there):\n" + \
+                        "\n".join(found)
+
+
+def test_a_file_name_is_found_in_code_and_not_in_a_docstring():
+    source = '"""Writes summary.json."""\npath = directory / "summary.json"\nglob = f"*/params.json"\n' \
+             'template = "report.html.j2"\nlogger = "lightning.pytorch"\n'
+    assert literal_file_names(source) == [(2, "summary.json"), (3, "params.json")]
 
 
 # --- the reading of imports and the circle rule, on made-up modules ---------------------------------------------

@@ -17,9 +17,11 @@ import ray
 from spaces import Code, tiny_space
 from torchmate_ray.cli import tune_main
 from torchmate_ray.errors import ConfigError
-from torchmate_ray.tune.record import EPOCHS, PARAMS_FILE, RESULT_FILE, read_lines
-from torchmate_ray.tune.space import read_settings
-from torchmate_ray.tune.trackers import MLFLOW_STORE, TRACKERS, WANDB_DEFAULT_PROJECT, build_tracker_callbacks
+from torchmate_ray.tune.records.files import MLFLOW_STORE, PARAMS_FILE, RESULT_FILE, read_lines
+from torchmate_ray.tune.records.trial_record import EPOCHS
+from torchmate_ray.tune.search.space import read_settings
+from torchmate_ray.tune.search.trackers import TRACKERS
+from torchmate_ray.tune.sweep.tracker_callbacks import WANDB_DEFAULT_PROJECT, build_tracker_callbacks
 
 LEARNER_METRICS = ("train/loss", "train/accuracy", "val/loss", "val/accuracy")  # SupervisedLearner's epoch means
 LRS = [1e-2, 3e-3]

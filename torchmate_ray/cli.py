@@ -25,11 +25,7 @@ from torchmate_ray.cli_args import (build_report_parser, build_train_parser,  # 
 from torchmate_ray.errors import ConfigError  # noqa: E402  (the standard library only)
 
 if TYPE_CHECKING:
-    from torchmate_ray.tune.experiment import Experiment, Invocation
-    from torchmate_ray.tune.local_ray import EarlyRay
-    from torchmate_ray.tune.resources import ResourcePlan
-    from torchmate_ray.tune.space import SearchSpace
-    from torchmate_ray.tune.sweep import SweepRun
+    from torchmate_ray.tune.sweep.local_ray import EarlyRay
 
 EXIT_OK, EXIT_TRIALS_ERRORED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -80,7 +76,7 @@ def tune_main(argv: Sequence[str] | None = None, started_at: float | None = None
         return report_main(argv[1:])
     args = read_extend_args(argv[1:]) if argv[:1] == ["extend"] else build_tune_parser().parse_args(argv)
     if args.tracker:  # a missing package is refused before Ray starts
-        from torchmate_ray.tune.trackers import check_tracker
+        from torchmate_ray.tune.search.trackers import check_tracker
 
         try:
             check_tracker(args.tracker, "--tracker")
@@ -96,110 +92,33 @@ def tune_main(argv: Sequence[str] | None = None, started_at: float | None = None
 
 
 def run_tune(args: argparse.Namespace, early_ray: EarlyRay | None, started_at: float) -> int:
-    """tune_main once the command line is read (and Ray started, ``early_ray``): the sweep and its report."""
-    from torchmate_ray.tune import sweep
-    from torchmate_ray.tune.experiment import CONFIRM_STAGE, open_experiment, resolve_invocation
-    from torchmate_ray.tune.confirm import confirmation_due, resumed_confirmation
-    from torchmate_ray.tune.extend import extend_experiment
-    from torchmate_ray.tune.interrupt import StoppedAtOnce, exit_code
-    from torchmate_ray.tune.space import describe_space, validate_space
+    """tune_main once the command line is read (and Ray started, ``early_ray``): the sweep (sweep/workflow.py), what
+    it tells the user, and the exit code."""
+    from torchmate_ray.tune.sweep.interrupt import StoppedAtOnce, exit_code
+    from torchmate_ray.tune.sweep.workflow import run_tune as run_sweep_command
 
     try:
-        extension = extend_experiment(args.space_file, args.num_samples) if args.extend else None
-        invocation = extension.invocation if extension else resolve_invocation(given_invocation(args), args.resume)
-        if extension and args.address:
-            invocation.settings["address"] = args.address
-        space = invocation.load_space()
-        validate_space(space)
-        plan = sweep.plan_sweep(space)
-        sweep.build_tune_config(space, plan)  # the scheduler and searcher refuse here, in a dry run as in a real one
-        if args.dry_run:
-            print(describe_space(space, sweep.describe_plan(space, plan)))
-            return EXIT_OK
-        experiment = extension or open_experiment(space, invocation, args.resume)
-        print(f"experiment: {experiment.directory}  (continue it with: torchmate-tune {experiment.directory} "
-              f"--resume)", flush=True)
-        experiment_line_at = time.time()
-        # a resumed confirmation (the sweep's last Tune run) goes on as it ran: confirm.py
-        space_run, searcher = (resumed_confirmation(space, experiment.directory)
-                               if args.resume and invocation.stage == CONFIRM_STAGE else (space, None))
-        run = sweep.run_sweep(space_run, plan, experiment, retry_errored=args.retry_errored, verbose=args.verbose,
-                              early_ray=early_ray, started_at=started_at, searcher=searcher)
-        if not run.interrupted_by and confirmation_due(space, experiment.directory):
-            run = confirm_winners(space, plan, experiment, run, args.verbose, early_ray)
+        outcome = run_sweep_command(args, early_ray, started_at)
     except StoppedAtOnce as stop:  # a second Ctrl-C: nothing more is written; the last saved state resumes
         print(f"torchmate-tune: {stop.signal_name} again: stopped at once; continue it with: torchmate-tune "
-              f"{experiment.directory} --resume", file=sys.stderr)
+              f"{stop.directory} --resume", file=sys.stderr)
         return exit_code(stop.signal_name)
     except ConfigError as err:  # refused: nothing was written
         print(f"torchmate-tune: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    return report_tune(run, space, early_ray, {"experiment_line_s": experiment_line_at, "first_epoch_s":
-                                               run.first_result_at, "end_s": run.ended_at}, started_at)
-
-
-def confirm_winners(space: SearchSpace, plan: ResourcePlan, experiment: Experiment, search: SweepRun, verbose: bool,
-                    early_ray: EarlyRay | None) -> SweepRun:
-    """After the search (``search``), its best configs trained again with other seeds (confirm.py); the two runs as
-    one for the report."""
-    import dataclasses
-
-    from torchmate_ray.tune import sweep
-    from torchmate_ray.tune.confirm import prepare_confirmation
-    from torchmate_ray.tune.experiment import CONFIRM_STAGE
-
-    confirm_space, searcher = prepare_confirmation(space, experiment.directory, search.results)
-    s = space.settings
-    print(f"confirming the {s.confirm_top} best configs with {s.confirm_seeds} other training seeds each: "
-          f"{confirm_space.settings.num_samples} trials", flush=True)
-    confirming = dataclasses.replace(experiment, resume=False, saved=None,
-                                     invocation=dataclasses.replace(experiment.invocation, stage=CONFIRM_STAGE))
-    run = sweep.run_sweep(confirm_space, plan, confirming, verbose=verbose, early_ray=early_ray, searcher=searcher)
-    return dataclasses.replace(run, wall_seconds=search.wall_seconds + run.wall_seconds,
-                               first_result_at=search.first_result_at)
-
-
-def report_tune(run: SweepRun, space: SearchSpace, early_ray: EarlyRay | None, milestones: dict[str, float | None],
-                started_at: float) -> int:
-    """Write and print the finished (or interrupted) sweep's report; its exit code. ``milestones``: when each
-    happened (``time.time()``), recorded as seconds since ``started_at``."""
-    from torchmate_ray.tune import report
-    from torchmate_ray.tune.interrupt import exit_code
-
-    if early_ray is not None:
-        early_ray.close(wait=False)  # Ray shuts down while the report is written
-    timings = {key: None if at is None else round(at - started_at, 2) for key, at in milestones.items()}
-    summary, text = report.finish_sweep(run.experiment_dir, space, run.wall_seconds, timings, run.interrupted_by)
-    if early_ray is not None:
-        early_ray.close()
-    print(text)
-    if run.interrupted_by:
-        return exit_code(run.interrupted_by)
-    return EXIT_TRIALS_ERRORED if summary["trials"]["errored"] else EXIT_OK
-
-
-def given_invocation(args: argparse.Namespace) -> Invocation:
-    """What the command line says to run: the file, ``--set``, ``--max-epochs``, the settings and resources given."""
-    from torchmate_ray.tune.experiment import Invocation
-
-    settings = {key: getattr(args, key) for key in ("num_samples", "metric", "mode", "scheduler", "search_alg", "seed",
-                                                    "max_concurrent", "name", "storage_path", "address", "tracker",
-                                                    "time_budget", "epoch_budget", "gpu_hours", "start_from",
-                                                    "start_top", "confirm_top", "confirm_seeds")
-                if getattr(args, key) is not None}
-    if "start_from" in settings:  # read again by a resume, which may run elsewhere
-        settings["start_from"] = str(Path(settings["start_from"]).expanduser().resolve())
-    return Invocation(
-        space_file=args.space_file, overrides=args.overrides, max_epochs=args.max_epochs, settings=settings,
-        resources={key: getattr(args, key) for key in ("workers", "cpus_per_worker", "gpus_per_worker")
-                   if getattr(args, key) is not None})
+    if outcome is None:  # a dry run
+        return EXIT_OK
+    print(outcome.text)
+    if outcome.interrupted_by:
+        return exit_code(outcome.interrupted_by)
+    return EXIT_TRIALS_ERRORED if outcome.summary["trials"]["errored"] else EXIT_OK
 
 
 def start_local_ray(args: argparse.Namespace) -> EarlyRay | None:
     """Start the sweep's own Ray in the background (a ``local_ray.EarlyRay``), or None: a ``--dry-run``, or a
     sweep on a cluster (``--address``, or an experiment that ran on one), or a file or directory that
     resolve_invocation will refuse. Imports Ray, not Lightning."""
-    from torchmate_ray.tune.experiment import read_invocation
+    from torchmate_ray.tune.experiment.directory import read_invocation
 
     path = Path(args.space_file)
     saved = read_invocation(path) if (args.resume or args.extend) and path.is_dir() else None
@@ -212,7 +131,7 @@ def start_local_ray(args: argparse.Namespace) -> EarlyRay | None:
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     if args.dry_run or not (path.is_file() or saved):
         return None
-    from torchmate_ray.tune.local_ray import EarlyRay, LocalRay
+    from torchmate_ray.tune.sweep.local_ray import EarlyRay, LocalRay
 
     # the trials as the command line (or the experiment) says; the sweep restarts Ray if its file says otherwise
     workers = args.workers or resources.get("workers") or 1
@@ -223,7 +142,7 @@ def start_local_ray(args: argparse.Namespace) -> EarlyRay | None:
 def report_main(argv: Sequence[str]) -> int:
     """``torchmate-tune report EXPERIMENT_DIR [DIR_B] [--output PATH]``: write the page, print where."""
     args = build_report_parser().parse_args(argv)
-    from torchmate_ray.tune.report_page import write_comparison, write_report
+    from torchmate_ray.tune.results.page import write_comparison, write_report
 
     try:
         if args.other_dir:
@@ -245,10 +164,11 @@ def exit_now(code: int) -> None:
     """End the process with ``code``: its threads end and its exit handlers run as at a normal exit, but Python's
     teardown of the modules' objects does not (with Torch and Ray loaded, 2 s after every sweep on 2 CPUs,
     in native code)."""
-    import atexit
     import threading
 
-    local_ray = sys.modules.get("torchmate_ray.tune.local_ray")
+    from torchmate_ray.tune.private import run_exit_handlers
+
+    local_ray = sys.modules.get("torchmate_ray.tune.sweep.local_ray")
     if local_ray is not None and local_ray.EarlyRay.still_closing():
         local_ray.kill_early_ray()  # refused after Ray started early: nothing of it was used
         sys.stdout.flush()
@@ -257,7 +177,7 @@ def exit_now(code: int) -> None:
     for thread in threading.enumerate():  # what a normal exit waits for (the Ray a refused sweep shuts down)
         if thread is not threading.current_thread() and not thread.daemon:
             thread.join()
-    atexit._run_exitfuncs()  # Ray's and logging's handlers: everything written is flushed and closed
+    run_exit_handlers()  # Ray's and logging's handlers: everything written is flushed and closed
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import argparse
 
-from torchmate_ray.tune.choices import SCHEDULERS, SEARCHERS
-from torchmate_ray.tune.trackers import DEFAULT_TRACKER, MLFLOW_STORE, TRACKERS, WANDB_DEFAULT_PROJECT
+from torchmate_ray.tune.records.files import MLFLOW_STORE
+from torchmate_ray.tune.search.choices import SCHEDULERS, SEARCHERS
+from torchmate_ray.tune.search.trackers import DEFAULT_TRACKER, TRACKERS
+from torchmate_ray.tune.sweep.tracker_callbacks import WANDB_DEFAULT_PROJECT
 
 
 def build_train_parser() -> argparse.ArgumentParser:

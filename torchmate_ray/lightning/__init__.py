@@ -6,6 +6,7 @@ Example:
     >>> trainer.fit(model, data)
 """
 
+from torchmate_ray.errors import ConfigError
 from torchmate_ray.lightning.configure import (
     configure_all,
     configure_data,
@@ -15,7 +16,6 @@ from torchmate_ray.lightning.configure import (
     pre_cli,
 )
 from torchmate_ray.lightning.datamodule import ConfigurableLightningDataModule
-from torchmate_ray.errors import ConfigError
 from torchmate_ray.lightning.module import ConfigurableLightningModule
 from torchmate_ray.lightning.resolve import list_names
 

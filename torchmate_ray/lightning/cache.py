@@ -20,8 +20,8 @@ from typing import Any, Callable
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from torchmate_ray.lightning.build import compose
 from torchmate_ray.errors import ConfigError, describe
+from torchmate_ray.lightning.build import compose
 
 CACHE_MODES = ("none", "memory", "device")
 

@@ -15,8 +15,8 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader
 
-from torchmate_ray.lightning.build import STAGES, build_dataloader_kwargs, build_spec, build_trainer_kwargs, copy_config
 from torchmate_ray.errors import ConfigError, describe, join_path, suggest
+from torchmate_ray.lightning.build import STAGES, build_dataloader_kwargs, build_spec, build_trainer_kwargs, copy_config
 from torchmate_ray.lightning.optim import build_optimizers, build_schedulers
 
 TOP_LEVEL_KEYS = ("learner", "criterion", "lr_scheduler", "model", "optimizer", "training", "seed", "dataset",

@@ -9,10 +9,10 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from torchmate_ray.errors import ConfigError, describe, join_path
 from torchmate_ray.lightning.build import STAGES, build_dataloader_kwargs, build_transform, compose
 from torchmate_ray.lightning.cache import (CachedSplit, IndexBatches, build_cached_split, keep_batch, read_cache_mode,
                                            split_transforms)
-from torchmate_ray.errors import ConfigError, describe, join_path
 
 Transform = Callable[[Any], Any]
 

@@ -15,8 +15,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, random_split
 
-from torchmate_ray.lightning.datamodule import ConfigurableLightningDataModule
 from torchmate_ray.errors import ConfigError, describe, suggest
+from torchmate_ray.lightning.datamodule import ConfigurableLightningDataModule
 from torchmate_ray.lightning.resolve import resolve_name
 
 log = logging.getLogger("torchmate_ray")

@@ -11,8 +11,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from torchmate_ray.lightning.build import copy_config
 from torchmate_ray.errors import ConfigError, describe
+from torchmate_ray.lightning.build import copy_config
 
 
 def load_python_file(path: str | Path) -> ModuleType:

@@ -16,8 +16,8 @@ from lightning.pytorch.strategies import SingleDeviceStrategy
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
-from torchmate_ray.lightning.build import build_modules, build_spec
 from torchmate_ray.errors import ConfigError
+from torchmate_ray.lightning.build import build_modules, build_spec
 from torchmate_ray.lightning.optim import build_optimizers, build_schedulers, package_optimizers
 
 # Values that are never a Parameter, a Module or a buffer: see ConfigurableLightningModule.__setattr__.

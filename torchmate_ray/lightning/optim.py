@@ -9,8 +9,8 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
-from torchmate_ray.lightning.build import build_spec, is_spec
 from torchmate_ray.errors import ConfigError, describe, join_path, suggest
+from torchmate_ray.lightning.build import build_spec, is_spec
 
 SCHEDULER_KEYS = ("interval", "frequency", "monitor", "strict", "name", "reduce_on_plateau")
 

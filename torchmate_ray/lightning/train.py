@@ -10,8 +10,8 @@ from typing import Any
 
 import lightning.pytorch as pl
 
-from torchmate_ray.lightning.configure import configure_all
 from torchmate_ray.errors import ConfigError
+from torchmate_ray.lightning.configure import configure_all
 
 
 def run_training(cfg: Mapping[str, Any], trainer_kwargs: Mapping[str, Any] | None = None,
