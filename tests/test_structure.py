@@ -352,3 +352,44 @@ def test_a_forbidden_import_is_found_through_the_modules_in_between():
              "pkg.sub.c": [Import("torch", 1), Import("ray.train.torch", 9)]}
     assert forbidden_reached(graph, "pkg.a", lambda name: is_or_under(name, "ray")) == [
         "pkg.a -> pkg.sub.b -> pkg.sub.c imports ray.train.torch (line 9)"]
+
+
+# --- private APIs: through private.py only ------------------------------------------------------------------------
+DOCUMENTED = {"os._exit"}  # an underscored name that is the library's documented, public API
+
+
+def private_uses(source: str) -> list[str]:
+    """The underscored attributes ``source`` reads of what it did not define (``x._y`` where no ``self._y``, ``_y =``
+    or ``def _y`` of its own says so), the underscored modules it imports, and the private module names it spells."""
+    tree = ast.parse(source)
+    own = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store)}
+    own |= {node.name for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+    own |= {target.id for node in ast.walk(tree) if isinstance(node, (ast.Assign, ast.AnnAssign))
+            for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+            if isinstance(target, ast.Name)}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__") \
+                and node.attr not in own and ast.unparse(node) not in DOCUMENTED:
+            found.append(f"line {node.lineno}: {ast.unparse(node)}")
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [alias.name for alias in node.names]
+            found += [f"line {node.lineno}: import {name}" for name in names
+                      if any(part.startswith("_") and not part.startswith("__") for part in name.split("."))]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and "._" in node.value:
+            found += [f"line {node.lineno}: {node.value!r}"] if re.fullmatch(r"[\w.]+\._\w[\w.]*", node.value) else []
+    return found
+
+
+def test_private_apis_of_other_libraries_are_used_through_one_module():
+    found = [f"{path.relative_to(ROOT)}: {use}" for path in sorted((ROOT / PACKAGE).rglob("*.py"))
+             if path != ROOT / Path(*PRIVATE.split(".")).with_suffix(".py") for use in private_uses(path.read_text())]
+    assert found == [], f"private APIs used outside {PRIVATE} (give each a function there):\n" + "\n".join(found)
+
+
+def test_a_private_use_is_found_and_an_own_private_name_is_not():
+    source = ("import atexit\nfrom ray._private import services\nclass A:\n    def __init__(self):\n"
+              "        self._own = 1\n    def f(self, tuner, other):\n        atexit._run_exitfuncs()\n"
+              "        return tuner._local_tuner, other._own, 'ray._private.worker'\n")
+    assert private_uses(source) == ["line 2: import ray._private", "line 7: atexit._run_exitfuncs",
+                                    "line 8: tuner._local_tuner", "line 8: 'ray._private.worker'"]

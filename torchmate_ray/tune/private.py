@@ -49,6 +49,12 @@ def stand_in_trial(trial_id: str) -> Any:
     return SimpleNamespace(trial_id=trial_id)
 
 
+def has_directory(trial: Any) -> bool:
+    """Whether Tune has named the trial's directory yet (a trial a resumed sweep adds again has; a new one not):
+    ``Trial.storage`` is Ray Train's internal StorageContext, and Tune says it in no public attribute."""
+    return bool(trial.storage.trial_dir_name)
+
+
 def trial_actor(trial: Any) -> Any:
     """The Ray actor running a trial, None while it has none: Tune exposes no handle to kill it at once."""
     return trial.temporary_state.ray_actor

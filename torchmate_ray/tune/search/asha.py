@@ -7,7 +7,7 @@ from typing import Any
 
 from ray.tune.schedulers import ASHAScheduler
 
-from torchmate_ray.tune.private import stand_in_trial
+from torchmate_ray.tune.private import has_directory, stand_in_trial
 from torchmate_ray.tune.records.files import RESULT_FILE, read_lines
 
 
@@ -19,7 +19,7 @@ class RecordedASHA(ASHAScheduler):
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
         self._add_earlier_trials(tune_controller)
         super().on_trial_add(tune_controller, trial)
-        if not trial.storage.trial_dir_name:  # a new trial: no directory, nothing recorded
+        if not has_directory(trial):  # a new trial: no directory, nothing recorded
             return
         for result in read_lines(Path(trial.path) / RESULT_FILE):  # (ASHA passes over those without the metric)
             super().on_trial_result(tune_controller, trial, result)  # decisions made then: only the rungs count
