@@ -283,7 +283,7 @@ def function_lines(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
     return node.end_lineno - body[0].lineno + 1 if body else 0
 
 
-FILE_NAME = re.compile(r"[a-z_*{}][\w.*{}<>-]*\.(json|jsonl|csv|html|ckpt|pkl|txt|png|py)(?![.\w])")
+FILE_NAME = re.compile(r"[a-z_*{}][\w.*{}<>-]*\.(json|jsonl|csv|html|ckpt|pkl|txt|png|py|db|yaml|log|pt|pth|npz|npy)(?![.\w])")
 
 
 def literal_file_names(source: str) -> list[tuple[int, str]]:

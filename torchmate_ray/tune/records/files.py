@@ -7,6 +7,7 @@
         summary.json  leaderboard.csv  best_config.py  report.html  report/      the results (results/)
         best/  model.ckpt  best_config.py  metrics.json  versions.json           the winner (results/export.py)
         experiment_state-*.json            Tune's state snapshots (read by experiment/trials.py)
+        optuna.db  mlruns/                 Optuna's study, MLflow's default store (when used)
         train_runs/                        multi-worker trials' Ray Train runs
         <trial id>/                        a trial's directory:
             result.json  params.json       RESULT_FILE, PARAMS_FILE: the driver's record (sweep/result_record.py)
@@ -39,6 +40,7 @@ PLOTS_DIR = "report"  # the PNGs, beside report.html
 BEST_DIR, MODEL_FILE, METRICS_FILE, VERSIONS_FILE = "best", "model.ckpt", "metrics.json", "versions.json"
 EXPERIMENT_STATES = "experiment_state-*.json"  # Tune's, named by their run's start
 MLFLOW_STORE = "mlruns"  # the default MLflow store (file:), in the experiment directory
+STUDY_FILE = "optuna.db"  # the experiment's Optuna study (SQLite; search/optuna_space.py)
 # a trial's files
 RESULT_FILE, PARAMS_FILE = "result.json", "params.json"
 EPOCH_RECORD = "epochs.jsonl"       # a line per trained epoch, appended by the trial before it reports it
@@ -50,6 +52,8 @@ CHECKPOINT_FILE = "trainer.ckpt"    # Lightning's checkpoint, in each
 PROGRESS_FILE = "progress.json"     # beside each checkpoint: its epochs and the metrics reported with it
 TRAIN_CHECKPOINT_FILE = "checkpoint.ckpt"  # a multi-worker trial's: ray.train.lightning.RayTrainReportCallback's name
 PARTIAL_SUFFIX = ".partial"         # a file being written (written_whole)
+# outside the experiment: on a `ray up` cluster's head, the autoscaler's config (sweep/resources.py)
+AUTOSCALER_CONFIG = "~/ray_bootstrap_config.yaml"
 
 
 def checkpoint_dir_name(epochs: int) -> str:

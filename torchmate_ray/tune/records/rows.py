@@ -20,6 +20,7 @@ from typing import Any
 ENDED = ("finished", "stopped", "errored")
 NOT_ENDED = {"RUNNING": "running", "PENDING": "pending", "PAUSED": "pending"}  # Tune's status -> ours
 ENDED_STATES = ("TERMINATED", "ERROR")  # Tune's statuses of a trial that ended
+MISSING: Any = object()  # a key path a config does not have (where None is a value it may have)
 
 
 @dataclass

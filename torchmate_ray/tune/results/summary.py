@@ -20,10 +20,10 @@ from torchmate_ray.tune.records.checkpoints import KeepRule
 from torchmate_ray.tune.records.files import (BEST_DIR, CONFIG_FILE, LEADERBOARD_FILE, MODEL_FILE, SUMMARY_FILE,
                                               write_whole, written_whole)
 from torchmate_ray.tune.records.rows import ENDED, TrialRow, count_statuses, format_value, score_label
+from torchmate_ray.tune.results.data import ReportData
 from torchmate_ray.tune.results.export import export_best, format_bytes, measure_disk
 from torchmate_ray.tune.search.budget_settings import summarize_budget
 from torchmate_ray.tune.search.domains import varied_paths
-from torchmate_ray.tune.results.data import ReportData
 
 if TYPE_CHECKING:
     from torchmate_ray.tune.search.space import SearchSpace

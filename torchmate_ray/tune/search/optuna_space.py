@@ -25,10 +25,11 @@ from ray.tune.search.sample import Categorical, Function
 
 from torchmate_ray.errors import ConfigError
 from torchmate_ray.lightning.configure import is_search_domain
+from torchmate_ray.tune.records.files import STUDY_FILE
+from torchmate_ray.tune.records.rows import MISSING
 from torchmate_ray.tune.search.domains import find_domains
 
 SAMPLED = "config"  # the one key of the define-by-run function's result: the trial's config
-STUDY_FILE = "optuna.db"  # the experiment's Optuna study (SQLite)
 
 
 class BranchingOptunaSearch(OptunaSearch):
@@ -124,9 +125,6 @@ def check_optuna_space(config: Mapping[str, Any]) -> None:
                 raise ConfigError(found.path, f"Optuna has no distribution for a {type(domain).__name__.lower()} "
                                   f"with a {sampler} sampler; use --search random, or a uniform or log-uniform "
                                   f"domain") from None
-
-
-MISSING = object()  # a key path the point does not have
 
 
 def optuna_points(config: Mapping[str, Any], points: list[dict[str, Any]]) -> list[dict[str, Any]]:

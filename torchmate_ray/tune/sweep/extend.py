@@ -23,8 +23,8 @@ from torchmate_ray.errors import ConfigError, describe
 from torchmate_ray.tune.experiment.directory import SEARCH_STAGE, Experiment, load_invocation
 from torchmate_ray.tune.experiment.trials import read_trial_states
 from torchmate_ray.tune.records.files import PARAMS_FILE
+from torchmate_ray.tune.records.rows import ENDED_STATES
 
-ENDED_STATES = ("TERMINATED", "ERROR")
 SEED_STRIDE = 7919  # extension k of a seeded sweep draws with seed + k * SEED_STRIDE
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from torchmate_ray.errors import ConfigError
+from torchmate_ray.tune.records.files import AUTOSCALER_CONFIG
 
 if TYPE_CHECKING:
     from torchmate_ray.tune.search.space import SweepSettings
@@ -34,11 +35,10 @@ EPSILON = 1e-9  # 1 / 0.1 must count as 10 trials per GPU, not 9
 TRIALS_PER_GPU = 8
 
 
-# The file that `ray up` writes on the head with the cluster's config, node types' resources filled in, and that
-# the head's autoscaler (v1 and v2 alike) is started with (`ray start --head --autoscaling-config=...`). Ray's own
-# code takes it for "this is an autoscaling cluster" (ray/tune/execution/cluster_info.py, the dashboard's usage
+# AUTOSCALER_CONFIG (records/files.py): the file that `ray up` writes on the head with the cluster's config, node
+# types' resources filled in, and that the head's autoscaler (v1 and v2 alike) is started with (`ray start --head
+# --autoscaling-config=...`). Ray's own code takes it for "this is an autoscaling cluster" (ray/tune/execution/cluster_info.py, the dashboard's usage
 # stats); Ray 2.60 puts no node types in the GCS on such a cluster (its ClusterConfig there is KubeRay's).
-AUTOSCALER_CONFIG = "~/ray_bootstrap_config.yaml"
 HEAD_RESOURCE = "node:__internal_head__"  # the resource Ray gives the head node alone
 
 

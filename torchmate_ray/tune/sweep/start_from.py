@@ -18,13 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from torchmate_ray.errors import ConfigError
 from torchmate_ray.tune.records.files import PARAMS_FILE
-from torchmate_ray.tune.records.rows import format_value
+from torchmate_ray.tune.records.rows import MISSING, format_value
 from torchmate_ray.tune.search.domains import find_domains
 
 if TYPE_CHECKING:
     from torchmate_ray.tune.search.space import SearchSpace
-
-MISSING = object()  # a key path the old config does not have
 
 
 @dataclass
