@@ -37,8 +37,8 @@ TRIALS_PER_GPU = 8
 
 # AUTOSCALER_CONFIG (records/files.py): the file that `ray up` writes on the head with the cluster's config, node
 # types' resources filled in, and that the head's autoscaler (v1 and v2 alike) is started with (`ray start --head
-# --autoscaling-config=...`). Ray's own code takes it for "this is an autoscaling cluster" (ray/tune/execution/cluster_info.py, the dashboard's usage
-# stats); Ray 2.60 puts no node types in the GCS on such a cluster (its ClusterConfig there is KubeRay's).
+# --autoscaling-config=...`). Ray's own code takes it for "this is an autoscaling cluster"
+# (ray/tune/execution/cluster_info.py, the dashboard's usage stats); Ray 2.60 puts no node types in the GCS on such a cluster (its ClusterConfig there is KubeRay's).
 HEAD_RESOURCE = "node:__internal_head__"  # the resource Ray gives the head node alone
 
 
