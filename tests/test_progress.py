@@ -22,8 +22,9 @@ import pytest
 
 from torchmate_ray.cli import build_tune_parser
 from torchmate_ray.tune.sweep import progress
-from torchmate_ray.tune.sweep.progress import SweepProgress, quiet_ray_output
+from torchmate_ray.tune.sweep.progress import SweepProgress
 from torchmate_ray.tune.sweep.progress_text import Best, Snapshot, format_duration, format_line, format_table, short_labels
+from torchmate_ray.tune.sweep.ray_output import quiet_ray_output
 
 from spaces import Code, written_space
 

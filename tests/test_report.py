@@ -297,3 +297,35 @@ def test_report_help_says_where_pages_go(capsys):
     with pytest.raises(SystemExit):
         tune_main(["--help"])
     assert "torchmate-tune report EXPERIMENT_DIR [DIR_B] [--output PATH]" in " ".join(capsys.readouterr().out.split())
+
+
+def test_the_end_of_a_500_trial_sweep_writes_a_page_to_read_and_every_trial_in_the_files(tmp_path):
+    """bench/end_scale.py's synthetic experiment (lenet.py's trials as ASHA stops them; bench/end_scale.py times it
+    at 10,000): its results and page, as the command writes them when its sweep ends. The page shows the leading
+    trials and says where the rest are; its learning curves draw the leaders and a density of the others; it opens
+    in headless Chromium with every plot."""
+    import sys
+
+    from torchmate_ray.tune.experiment.directory import load_experiment_space
+    from torchmate_ray.tune.results.finish import finish_sweep
+    from torchmate_ray.tune.results.page import LEADERBOARD_ROWS
+    from torchmate_ray.tune.results.plots import LEADERS, plot_learning_curves
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    from synthetic_experiment import write_synthetic_experiment
+
+    directory = write_synthetic_experiment(tmp_path / "exp", trials=500)
+    summary, text = finish_sweep(directory, load_experiment_space(directory), 10.0)
+    assert summary["num_trials"] == 500 and sum(summary["trials"].values()) == 500
+    assert summary["trials"]["errored"] == 5 and len(summary["errors"]) == 5  # every 97th
+    assert len((directory / "leaderboard.csv").read_text().splitlines()) == 1 + 500
+    assert (directory / "best" / "model.ckpt").is_file() and f"best: {summary['best_trial']} " in text
+    page = (directory / "report.html").read_text()
+    assert page.count("<tr class=") == LEADERBOARD_ROWS and f"{LEADERBOARD_ROWS} of 500 trials shown" in page
+    curves = plot_learning_curves(build_report_data(directory)).axes[0]
+    trials = [line for line in curves.lines if line.get_marker() == "o"]  # (the rungs: dotted lines without)
+    assert len(trials) == LEADERS and len(curves.collections) == 1  # the leaders as lines, the others a density
+    assert curves.get_title().startswith(f"Learning curves: the {LEADERS} best of 500 trials; the other")
+    images, requests = open_in_chromium(directory / "report.html")
+    assert len(images) == len(PLOTS) and all(image["complete"] and image["width"] > 0 for image in images)
+    assert all(url.startswith(("file:", "data:")) for url in requests)

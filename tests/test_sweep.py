@@ -22,7 +22,8 @@ def test_tune_holds_as_many_waiting_trials_as_the_plan_runs_at_once(space_file, 
 
     from torchmate_ray.tune.sweep.budget import build_budget
     from torchmate_ray.tune.sweep.resources import Node, plan_resources
-    from torchmate_ray.tune.sweep.run import build_tune_config, pending_trials
+    from torchmate_ray.tune.sweep.run import build_tune_config
+    from torchmate_ray.tune.sweep.tune_environment import pending_trials
 
     space = load_search_space(space_file, settings={"time_budget": "1h", "num_samples": 8})  # random search, budgeted
     plan = plan_resources(space.settings, (Node(0, 0, head=True),), space.num_trials, (Node(1, 1),) * 3)
@@ -84,3 +85,17 @@ def test_best_config_runs_with_torchmate_train(finished_sweep, tmp_path):
                             capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "val/accuracy" in result.stdout
+
+
+@pytest.mark.parametrize("trials, period", [(500, "2"), (501, "auto")])
+def test_tune_snapshots_the_experiment_every_2_s_up_to_500_trials_and_adaptively_past(trials, period, monkeypatch):
+    """A snapshot holds every trial (sweep/tune_environment.py): past 500 trials Tune's adaptive period takes over."""
+    from torchmate_ray.tune.sweep.tune_environment import SNAPSHOT_ENV, state_snapshots
+
+    monkeypatch.delenv(SNAPSHOT_ENV, raising=False)
+    with state_snapshots(trials):
+        assert os.environ[SNAPSHOT_ENV] == period
+    assert SNAPSHOT_ENV not in os.environ
+    monkeypatch.setenv(SNAPSHOT_ENV, "30")  # the user's
+    with state_snapshots(trials):
+        assert os.environ[SNAPSHOT_ENV] == "30"

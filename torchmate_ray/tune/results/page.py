@@ -29,6 +29,8 @@ from torchmate_ray.tune.search.budget_settings import format_budget, summarize_b
 if TYPE_CHECKING:
     from torchmate_ray.tune.search.space import SearchSpace
 
+# A page of 10,000 trials stays one to read: its table shows the leaders (leaderboard.csv and summary.json hold all)
+LEADERBOARD_ROWS, ERRORS_SHOWN = 200, 100
 TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("torchmate_ray.tune", "templates"),
                                autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
                                lstrip_blocks=True, keep_trailing_newline=True)
@@ -74,13 +76,15 @@ def check_output(path: Path) -> Path:
 
 # --- the report ---------------------------------------------------------------------------------
 def render_report_html(data: ReportData, plots: Mapping[str, bytes]) -> str:
-    """The report page: state, compute account, plots (embedded), leaderboard, errors."""
+    """The report page: state, compute account, plots (embedded), leaderboard, errors (the first ERRORS_SHOWN)."""
+    errors = [(trial.trial_id, trial.error) for trial in data.trials if trial.error]
     return TEMPLATES.get_template("report.html.j2").render(
         title=f"Sweep report: {data.directory.name}", directory=data.directory, space_path=data.space.path,
         mode=data.space.settings.mode, metric=data.metric, max_epochs=data.space.max_epochs,
         scheduler=data.scheduler_name, state=_unfinished_state(data), summary=summary_rows(data),
         compute=compute_rows(data), figures=[_figure(name, png) for name, png in plots.items()],
-        leaderboard=build_leaderboard(data), errors=[(t.trial_id, t.error) for t in data.trials if t.error])
+        leaderboard=build_leaderboard(data), errors=errors[:ERRORS_SHOWN],
+        more_errors=max(len(errors) - ERRORS_SHOWN, 0))
 
 
 def summary_rows(data: ReportData) -> list[tuple[str, str]]:
@@ -120,19 +124,24 @@ class Leaderboard:
     rows: list[list[str]]
     num: list[int]
     classes: list[str]
+    more: int = 0  # trials not shown (leaderboard.csv has every one)
 
 
 def build_leaderboard(data: ReportData) -> Leaderboard:
-    """Every trial, best first: rank, status, epochs, metric, hyperparameters, seconds, node."""
+    """The trials, best first (the first ``LEADERBOARD_ROWS``, and the winner wherever it ranks): rank, status,
+    epochs, metric, hyperparameters, seconds, node."""
     header = ["#", "trial", "status", "epochs", data.score_label, *(p.path for p in data.params), "seconds", "node"]
     best = data.best
+    shown = [(rank, trial) for rank, trial in enumerate(data.trials, start=1)
+             if rank <= LEADERBOARD_ROWS or trial is best]
     rows = [[f"{rank}", trial.trial_id, trial.status, f"{trial.epochs}",
              "-" if trial.value is None else f"{trial.value:.4f}",
              *(_short(trial.params.get(p.path)) for p in data.params),
              f"{data.seconds.get(trial.trial_id, 0):.1f}", trial.node]
-            for rank, trial in enumerate(data.trials, start=1)]
+            for rank, trial in shown]
     return Leaderboard(header, rows, num=[0, 3, 4, len(header) - 2],
-                       classes=["best" if trial is best else trial.status for trial in data.trials])
+                       classes=["best" if trial is best else trial.status for _, trial in shown],
+                       more=len(data.trials) - len(shown))
 
 
 # --- the comparison -----------------------------------------------------------------------------

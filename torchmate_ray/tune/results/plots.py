@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 from matplotlib.cm import ScalarMappable
+from matplotlib.collections import LineCollection
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
@@ -23,6 +24,9 @@ STATUS_STYLE = {  # (colour, alpha, line style) of a trial's curve and points
     "interrupted": ("tab:purple", 0.6, "--"),
 }
 BEST_COLOUR = "tab:orange"
+# Past this many trials, the learning curves show the leaders as lines and the rest as a density; the parallel
+# coordinates and the scatters thin their lines and points: a page of 10,000 trials stays one to read.
+CURVE_LINES, LEADERS, MANY = 200, 50, 500
 
 
 def render_plots(data: ReportData) -> dict[str, bytes]:
@@ -39,9 +43,13 @@ def plot_learning_curves(data: ReportData) -> Figure:
     figure = Figure(figsize=(9, 5.5))
     axes = figure.subplots()
     best = data.best
-    for trial in reversed(data.trials):  # the best last, on top
-        if not trial.curve:
-            continue
+    curved = [trial for trial in data.trials if trial.curve]
+    lines, rest = (curved, []) if len(curved) <= CURVE_LINES else (curved[:LEADERS], curved[LEADERS:])
+    if rest:  # every epoch of the others, binned: where their curves run, not 10,000 lines
+        points = [point for trial in rest if trial is not best for point in trial.curve]
+        axes.hexbin(*zip(*points), gridsize=(data.space.max_epochs * 2, 40), bins="log", cmap="Greys", mincnt=1,
+                    linewidths=0, alpha=0.8)
+    for trial in reversed([*lines, *([best] if best in rest else [])]):  # the best last, on top
         epochs, values = zip(*trial.curve)
         colour, alpha, style = (BEST_COLOUR, 1.0, "-") if trial is best else STATUS_STYLE[trial.status]
         axes.plot(epochs, values, style, marker="o", markersize=3, color=colour, alpha=alpha,
@@ -55,7 +63,9 @@ def plot_learning_curves(data: ReportData) -> Figure:
     axes.set_xlabel("epoch")
     axes.set_ylabel(data.metric)
     axes.xaxis.get_major_locator().set_params(integer=True)
-    axes.set_title(f"Learning curves: {len(data.trials)} trials (stopped by the scheduler: faded)")
+    axes.set_title(f"Learning curves: {len(data.trials)} trials (stopped by the scheduler: faded)" if not rest else
+                   f"Learning curves: the {LEADERS} best of {len(data.trials)} trials; the other {len(rest)} as a "
+                   f"density (grey)")
     axes.grid(alpha=0.3)
     return figure
 
@@ -93,9 +103,11 @@ def plot_params_vs_metric(data: ReportData) -> Figure:
             xs, ys = groups.setdefault((colour, alpha, trial is best), ([], []))
             xs.append(x)
             ys.append(metric)
+        many = len(data.trials) > MANY
         for (colour, alpha, is_best), (xs, ys) in sorted(groups.items(), key=lambda group: group[0][2]):  # best on top
-            axes.scatter(xs, ys, color=colour, alpha=max(alpha, 0.45), s=60 if is_best else 28,
-                         marker="*" if is_best else "o", edgecolors="none")
+            axes.scatter(xs, ys, color=colour, alpha=1.0 if is_best else 0.25 if many else max(alpha, 0.45),
+                         s=60 if is_best else 8 if many else 28, marker="*" if is_best else "o", edgecolors="none",
+                         zorder=3 if is_best else 2)
         if param.scale == "categorical":
             axes.set_xticks(range(len(param.categories)), param.categories,
                             rotation=30 if max(map(len, param.categories), default=0) > 6 else 0)
@@ -121,12 +133,15 @@ def plot_parallel_coordinates(data: ReportData) -> Figure:
     values = [t.value for t in data.trials if t.value is not None]
     low, high = (min(values), max(values)) if values else (0, 1)
     colormap = _colormap("viridis" if data.space.settings.mode == "max" else "viridis_r")
-    best = data.best
-    for trial_id, line in reversed(coords.lines):
-        is_best = best is not None and trial_id == best.trial_id
-        metric = line[-1] * (high - low) + low if high > low else high
-        axes.plot(range(len(line)), line, color=BEST_COLOUR if is_best else colormap((metric - low) / (high - low or 1)),
-                  linewidth=3 if is_best else 1.3, alpha=1.0 if is_best else 0.75, zorder=3 if is_best else 2)
+    best_id = data.best.trial_id if data.best else None
+    others = [line for trial_id, line in reversed(coords.lines) if trial_id != best_id]  # the best ones on top
+    many = len(others) > MANY
+    axes.add_collection(LineCollection([list(enumerate(line)) for line in others], colors=[
+        colormap(line[-1] if high > low else 0.0) for line in others], linewidths=0.5 if many else 1.3,
+        alpha=0.25 if many else 0.75, zorder=2))  # (a line's last value is the metric, scaled to [0, 1])
+    for trial_id, line in coords.lines:
+        if trial_id == best_id:
+            axes.plot(range(len(line)), line, color=BEST_COLOUR, linewidth=3, alpha=1.0, zorder=3)
     for index, ticks in enumerate(coords.ticks):
         axes.axvline(index, color="black", linewidth=0.8)
         for position, text in ticks:

@@ -78,7 +78,6 @@ def connect_ray(address: str | None, local: LocalRay = LocalRay()) -> None:
     if ray.is_initialized():
         return
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")  # state snapshots: a resume repeats at most ~2 s
     quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
     if address:
         check_reachable(address)

@@ -9,14 +9,12 @@ each scored by ``sweep.score`` over the epochs it reported (``rows.score_curve``
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import math
 import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -25,15 +23,17 @@ from ray.tune import Callback
 from torchmate_ray.tune.experiment.directory import experiment_dir
 from torchmate_ray.tune.experiment.trials import read_curve
 from torchmate_ray.tune.records.files import RESULT_FILE, read_lines
-from torchmate_ray.tune.records.rows import (ENDED, TrialRow, best_trial, ended_status, format_value, get_path, live_status,
-                                     score_curve, score_label)
+from torchmate_ray.tune.records.rows import (ENDED, TrialRow, best_trial, ended_status, format_value, get_path,
+                                             live_status, rank_key, score_curve, score_label)
 from torchmate_ray.tune.search.domains import varied_paths
-from torchmate_ray.tune.sweep.progress_text import Best, Snapshot, describe_end, format_line, format_table, short_labels
+from torchmate_ray.tune.sweep.progress_text import (Best, Snapshot, describe_end, describe_held, format_line,
+                                                   format_table, short_labels)
 
 if TYPE_CHECKING:
     from torchmate_ray.tune.search.space import SearchSpace
 
 STATES = ("running", "pending", *ENDED)
+SCORED = ("finished", "stopped")  # the trials that may be the best (rows.best_trial: not errored)
 
 
 class SweepProgress(Callback):
@@ -42,8 +42,11 @@ class SweepProgress(Callback):
     On a terminal, a table of four lines is redrawn in place when it changes, at most every
     ``redraw_s`` seconds. Otherwise (CI, a log file) each trial that ends prints one plain line that
     also carries the counts, the best trial (its hyperparameters when it is new), epochs run and the
-    time left, so a sweep of N trials prints N lines. Trial states are read from Ray's trials on every
-    update, so a resumed sweep counts the trials that ended before it.
+    time left, so a sweep of N trials prints N lines, up to ``lines_held`` lines at once. Beyond that, once trials
+    end faster than ``lines_per_s``, one line says how many ended since the last and which one ended last (a
+    10,000-trial sweep prints a line a second, not 10,000). Trial states are read from Ray's trials on every
+    update, so a resumed sweep counts the trials that ended before it. Each trial is scored once, when it has ended
+    (the best is kept as trials end): an update costs a look at each trial's state, not its row.
 
     The time left is a rough estimate: the trials still to end, at the pace trials have ended in this
     run (elapsed time / trials ended). ASHA's early stops and the trials running now are in that pace;
@@ -68,13 +71,14 @@ class SweepProgress(Callback):
     def __init__(self, metric: str, mode: str, num_trials: int, max_epochs: int, param_paths: Sequence[str],
                  epoch_key: str = "training_iteration", tty: bool | None = None, redraw_s: float = 0.5,
                  stream: TextIO | None = None, clock: Callable[[], float] = time.monotonic, score: str = "last",
-                 experiment_dir: str | None = None):
+                 experiment_dir: str | None = None, lines_held: int = 50, lines_per_s: float = 1.0):
         self.metric, self.mode, self.epoch_key = metric, mode, epoch_key
         self.score, self.label, self.experiment_dir = score, score_label(metric, score), experiment_dir
         self.num_trials, self.max_epochs = num_trials, max_epochs
         self.param_paths = list(param_paths)
         self.labels = short_labels(self.param_paths)
         self.tty, self.redraw_s = tty, redraw_s
+        self.lines_held, self.lines_per_s = lines_held, lines_per_s
         self.stream = stream  # None: sys.stdout when writing (a file object would not pickle into tuner.pkl)
         self.clock = clock
         self.budget: Any = None  # the sweep's budget.SweepBudget, whose status the progress shows; None: no budget
@@ -89,6 +93,11 @@ class SweepProgress(Callback):
         self._last_draw = -math.inf
         self.first_result_at: float | None = None
         self._curves: dict[str, dict[int, float]] = {}  # trial id -> epoch -> the metric, as reported
+        self._scored: set[str] = set()  # the ended trials whose rows were scored (and the best of them kept)
+        self._best: TrialRow | None = None
+        self._held: list[str] = []  # the states of trials that ended since the last line (on hold: lines_per_s)
+        self._lines = float(self.lines_held)  # lines that may be printed now: lines_held at most, lines_per_s more
+        self._lines_at = self._started
 
     # --- Ray Tune hooks -----------------------------------------------------------------------
     def setup(self, **info: Any) -> None:
@@ -113,10 +122,14 @@ class SweepProgress(Callback):
     def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
         if self.tty and self.clock() - self._last_draw >= self.redraw_s:
             self._draw(self.snapshot(trials))
+        elif not self.tty and self._held:
+            self._print_ended(trials)
 
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
         if self.tty:
             self._draw(self.snapshot(trials))
+        elif self._held:
+            self._print_ended(trials, now=True)
 
     # --- state ---------------------------------------------------------------------------------
     def state_of(self, trial: Any) -> str:
@@ -156,16 +169,28 @@ class SweepProgress(Callback):
         return read_curve(read_lines(Path(self.experiment_dir, trial_id, RESULT_FILE)), self.metric)
 
     def snapshot(self, trials: Sequence[Any]) -> Snapshot:
-        rows = [self.row_of(trial) for trial in trials]
-        counts = {state: sum(row.status == state for row in rows) for state in STATES}
+        """Where the sweep stands: each trial's state and epochs looked at, an ended trial not scored yet (one that
+        ended before this run) scored once."""
+        counts, epochs = dict.fromkeys(STATES, 0), 0
+        for trial in trials:
+            state = self.state_of(trial)
+            counts[state] += 1
+            epochs += self.epochs_of(trial)
+            if state in SCORED and trial.trial_id not in self._scored:
+                self._keep_best(self.row_of(trial))
         counts["pending"] += max(self.num_trials - len(trials), 0)  # not created by the searcher yet
         elapsed = self.clock() - self._started
         to_end = self.num_trials - sum(counts[state] for state in ENDED)
         eta = to_end * elapsed / len(self._ended) if self._ended else None
-        ended = [row for row in rows if row.status in ("finished", "stopped")]
-        return Snapshot(counts, self.num_trials, sum(row.epochs for row in rows), self.num_trials * self.max_epochs,
-                        self._as_best(best_trial(ended, self.mode)), elapsed, eta,
-                        self.budget.status() if self.budget is not None else None)
+        return Snapshot(counts, self.num_trials, epochs, self.num_trials * self.max_epochs, self._as_best(self._best),
+                        elapsed, eta, self.budget.status() if self.budget is not None else None)
+
+    def _keep_best(self, row: TrialRow) -> None:
+        """Score an ended trial once: the best of them is kept (``rows.best_trial``'s rule, by ``rows.rank_key``)."""
+        self._scored.add(row.trial_id)
+        if row.status in SCORED and row.value is not None and (self._best is None or rank_key(
+                row.value, row.trial_id, self.mode) < rank_key(self._best.value, self._best.trial_id, self.mode)):
+            self._best = row
 
     def best_of(self, trials: Iterable[Any]) -> Best | None:
         """The best of ``trials`` by the leaderboard's rule (``rows.best_trial``)."""
@@ -179,13 +204,28 @@ class SweepProgress(Callback):
 
     def _trial_ended(self, trials: list[Any], trial: Any, state: str) -> None:
         self._ended[trial.trial_id] = state
-        self._last_event = describe_end(self.row_of(trial), f"{self.epochs_of(trial)}/{self.max_epochs}", self.label,
+        row = self.row_of(trial)
+        self._keep_best(row)
+        self._last_event = describe_end(row, f"{self.epochs_of(trial)}/{self.max_epochs}", self.label,
                                         getattr(trial, "error_file", None))
+        if not self.tty:
+            self._held.append(state)
+            self._print_ended(trials)
+
+    def _print_ended(self, trials: list[Any], now: bool = False) -> None:
+        """The line of the trials that ended since the last line, if one may be printed (``now``: at the end)."""
+        clock = self.clock()
+        self._lines = min(self.lines_held, self._lines + (clock - self._lines_at) * self.lines_per_s)
+        self._lines_at = clock
+        if self._lines < 1 and not now:
+            return
+        self._lines -= 1
         snapshot = self.snapshot(trials)
         new_best = snapshot.best is not None and snapshot.best.trial_id != self._best_id
         self._best_id = snapshot.best.trial_id if snapshot.best else None
-        if not self.tty:
-            self._write(format_line(self._last_event, snapshot, new_best) + "\n")
+        event = self._last_event if len(self._held) == 1 else describe_held(self._held, self._last_event)
+        self._held = []
+        self._write(format_line(event, snapshot, new_best) + "\n")
 
     # --- output --------------------------------------------------------------------------------
     def _out(self) -> TextIO:
@@ -215,52 +255,6 @@ def build_progress(space: SearchSpace, epoch_key: str, budget: Any = None) -> Sw
                              epoch_key, score=s.score, experiment_dir=str(experiment_dir(space)) if s.name else None)
     progress.budget = budget
     return progress
-
-
-# Ray's log records that the progress display and the command say better: trial errors (the first record
-# carries the whole traceback, with ANSI colours; the second lists the errored trials once more at the end),
-# an interruption (with Ray's own resume hint, where ours is --resume) and, on a resume, trials that had not
-# reported anything yet (no result.json to read).
-QUIETED_LOGS = {"ray.tune.execution.tune_controller": ("Trial task failed for trial",),
-                "ray.tune.tune": ("Trials did not complete", "Stop signal received", "Experiment has been interrupted"),
-                "ray.tune.analysis.experiment_analysis": ("Failed to fetch metrics",)}
-
-
-class _DropRecords(logging.Filter):
-    def __init__(self, prefixes: tuple[str, ...]):
-        super().__init__()
-        self.prefixes = prefixes
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(self.prefixes)
-
-
-@contextlib.contextmanager
-def quiet_ray_output(verbose: bool) -> Iterator[None]:
-    """Ray Tune's output off for the sweep (unless ``verbose``), so the progress display is all there is.
-
-    ``RunConfig(verbose=0)`` alone is not enough: Ray's new output engine (the default) still prints
-    its experiment banner and a table for every trial error (ray/tune/experimental/output.py); its
-    legacy engine prints nothing at 0. Ray also logs each trial error's traceback: the progress line
-    gives the error's last line and the file that keeps the traceback.
-    """
-    if verbose:
-        yield
-        return
-    saved = os.environ.get("RAY_AIR_NEW_OUTPUT")
-    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
-    filters = [(logging.getLogger(name), _DropRecords(prefixes)) for name, prefixes in QUIETED_LOGS.items()]
-    for logger, drop in filters:
-        logger.addFilter(drop)
-    try:
-        yield
-    finally:
-        for logger, drop in filters:
-            logger.removeFilter(drop)
-        if saved is None:
-            os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
-        else:
-            os.environ["RAY_AIR_NEW_OUTPUT"] = saved
 
 
 def _metric(trial: Any, metric: str) -> float | None:

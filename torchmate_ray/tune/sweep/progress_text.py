@@ -79,6 +79,14 @@ def describe_end(row: TrialRow, epochs: str, metric: str, error_file: str | None
     return text + (f", {metric} {row.value:.4f}" if row.value is not None else f", no {metric}")
 
 
+def describe_held(states: Sequence[str], last: str) -> str:
+    """Trials that ended faster than a line each: ``14 trials ended (3 finished, 11 stopped), the last 3f2a1_00107
+    stopped at epoch 1/3, val/accuracy 0.8275``."""
+    counts = {state: states.count(state) for state in ENDED if state in states}
+    return (f"{len(states)} trials ended ({', '.join(f'{n} {state}' for state, n in counts.items())}), the last "
+            f"{last}")
+
+
 def short_labels(paths: Sequence[str]) -> list[str]:
     """The shortest dotted suffix of each key path that no other path shares: ``optimizer.cfg.lr`` -> ``lr``;
     a spec's name stands for the spec: ``model.name`` -> ``model``."""

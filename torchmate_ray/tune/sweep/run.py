@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,12 +33,14 @@ from torchmate_ray.tune.sweep.budget import BudgetedSearch, BudgetEnd, SweepBudg
 from torchmate_ray.tune.sweep.extend import earlier_trials
 from torchmate_ray.tune.sweep.interrupt import Interruption
 from torchmate_ray.tune.sweep.local_ray import EarlyRay, LocalRay, connect_ray
-from torchmate_ray.tune.sweep.progress import SweepProgress, build_progress, quiet_ray_output
+from torchmate_ray.tune.sweep.progress import SweepProgress, build_progress
+from torchmate_ray.tune.sweep.ray_output import quiet_ray_output
 from torchmate_ray.tune.sweep.resources import ResourcePlan, cluster_nodes, local_nodes, plan_resources
 from torchmate_ray.tune.sweep.result_record import FailureBudget, ResultRecord
 from torchmate_ray.tune.sweep.start_from import random_start_arguments, read_start_points
 from torchmate_ray.tune.sweep.storage import check_storage_shared
 from torchmate_ray.tune.sweep.tracker_callbacks import build_tracker_callbacks
+from torchmate_ray.tune.sweep.tune_environment import pending_trials, state_snapshots
 from torchmate_ray.tune.trial.setup import TrialLayout
 from torchmate_ray.tune.trial.train import train_trial
 
@@ -50,10 +51,6 @@ TIME_ATTR = EPOCHS
 # a cloud node boots, mounts the shared storage and installs torch and the package (cluster.yaml's setup
 # commands) in several minutes. Set RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S to choose another.
 NODE_BOOT_S = 900.0
-# Tune holds at most this many trials waiting for resources, each a pending placement group; those are what makes
-# Ray's autoscaler add nodes. Tune's default is 1 with any search algorithm but its own random search
-# (tune_controller._get_max_pending_trials), and the cluster would grow one node at a time.
-PENDING_TRIALS_ENV = "TUNE_MAX_PENDING_TRIALS_PG"
 
 
 @dataclass
@@ -127,7 +124,8 @@ def run_sweep(space: SearchSpace, plan: ResourcePlan, experiment: Experiment, re
     if budget is not None:
         open_budget(budget)
     started = time.monotonic()
-    with quiet_ray_output(verbose), Interruption() as interruption, pending_trials(plan.max_concurrent):
+    with quiet_ray_output(verbose), Interruption() as interruption, pending_trials(plan.max_concurrent), \
+            state_snapshots(space.num_trials):
         tuner = (restore_tuner(path, trainable, param_space, run_config, retry_errored) if experiment.resume else
                  tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config))
         results = tuner.fit()
@@ -175,20 +173,6 @@ def restore_tuner(path: Path, trainable: Any, param_space: Mapping[str, Any], ru
                                resume_errored=retry_errored)
     restore_run_output(tuner, run_config)
     return tuner
-
-
-@contextlib.contextmanager
-def pending_trials(count: int) -> Iterator[None]:
-    """Let Tune hold ``count`` trials waiting for resources (the planned concurrency), whatever the searcher, unless
-    the user set ``TUNE_MAX_PENDING_TRIALS_PG``; Tune reads it as ``fit`` builds its controller."""
-    if PENDING_TRIALS_ENV in os.environ:
-        yield
-        return
-    os.environ[PENDING_TRIALS_ENV] = str(count)
-    try:
-        yield
-    finally:
-        os.environ.pop(PENDING_TRIALS_ENV, None)
 
 
 def restore_run_output(tuner: tune.Tuner, run_config: RunConfig) -> None:
