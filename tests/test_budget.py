@@ -36,6 +36,30 @@ def test_the_plans_epochs_follow_ashas_rungs():
     assert planned_epochs(27, 9, list(range(1, 10)), None) == 27 * 9
 
 
+@pytest.mark.parametrize("drawn, saved_epochs", [(500, [1, 2, 3, 4]), (501, [0, 0, 0, 0])],
+                         ids=["500-drawn", "501-drawn"])
+def test_the_budget_is_saved_at_every_report_up_to_500_trials_and_once_a_second_past(tmp_path, drawn, saved_epochs):
+    """budget.jsonl lists every trial drawn: past 500, four reports in one second write it once, and the run's end
+    (flush) writes what was held."""
+    from torchmate_ray.tune.sweep.budget import SweepBudget, open_budget
+
+    now = [1000.0]
+    budget = SweepBudget(seconds=None, epochs=10_000, gpu_hours=None, gpus_per_trial=0, max_epochs=9,
+                         experiment_dir=str(tmp_path), started_at=now[0], clock=lambda: now[0])
+    open_budget(budget)
+    budget.state.started += [f"t{index}" for index in range(drawn - 1)]
+    budget.trial_drawn("last")  # written: the first save of the run
+    saved = []
+    for epoch in (1, 2, 3, 4):
+        now[0] += 0.2
+        budget("last", {"epochs": epoch, "time_this_iter_s": 0.2})
+        saved.append(json.loads((tmp_path / "budget.jsonl").read_text())["state"]["epochs"])
+    assert saved == saved_epochs  # 501: held since the draw's save (0 epochs), for less than a second
+    budget.flush()
+    state = json.loads((tmp_path / "budget.jsonl").read_text())["state"]
+    assert state["epochs"] == 4 and len(state["started"]) == drawn and state["epochs_of"] == {"last": 4}
+
+
 def budgeted_space(tmp_path: Path, trials: int = 8, epochs: int = 4, **budget: object) -> str:
     return tiny_space(tmp_path / "data", code=EPOCH_LOG, sweep={
         "metric": "val/loss", "mode": "min", "num_samples": trials, "scheduler": "fifo", **budget}, overrides={

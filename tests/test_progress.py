@@ -131,6 +131,28 @@ def test_each_ended_trial_prints_one_plain_line_with_the_counts():
     ]
 
 
+def test_trials_that_end_faster_than_a_line_a_second_share_a_line_once_50_are_printed():
+    """2,000 trials ending 20 a second print a line a second, not 2,000 lines; up to 50 (lines_held) print each."""
+    shown, out, clock = make_progress(num_trials=2_000)
+    trials = [trial(f"t{i:05d}", epochs=1, acc=i / 2_000) for i in range(2_000)]
+    for index, ended in enumerate(trials):
+        clock.now += 0.05
+        shown.on_trial_complete(index, trials, ended)
+        ended.status = "TERMINATED"
+    shown.on_experiment_end(trials)
+    lines = out.getvalue().splitlines()
+    single = [line for line in lines if re.match(r"\[\d+:\d\d\] t\d{5} stopped at epoch 1/3", line)]
+    folded = [int(m.group(1)) for line in lines if (m := re.match(r"\[\d+:\d\d\] (\d+) trials ended \(", line))]
+    assert lines[:len(single)] == single and len(single) >= 50  # each of the first 50 (and a few more) alone
+    assert [line.split("] ", 1)[1].split(" ", 1)[0] for line in single] == [f"t{i:05d}" for i in range(len(single))]
+    assert len(single) + len(folded) == len(lines) and len(single) + sum(folded) == 2_000  # each trial once
+    assert 90 <= len(folded) <= 100 and max(folded) <= 21  # then a line a second, 20 trials each
+    assert lines[-1].endswith("| 2000/2000 ended: 0 finished, 2000 stopped, 0 errored; 0 running | epochs 2000/6000 "
+                              "| eta 0:00 | new best 0.9995 t01999: optimizer=Adam lr=0.01")
+    assert re.search(r"\] \d+ trials ended \(\d+ stopped\), the last t01999 stopped at epoch 1/3, val/acc 0.9995 \|",
+                     lines[-1])
+
+
 def test_an_unchanged_best_is_named_without_its_hyperparameters():
     shown, out, _ = make_progress(num_trials=2)
     trials = [trial("t1", epochs=3, acc=0.9), trial("t2", epochs=1, acc=0.1)]

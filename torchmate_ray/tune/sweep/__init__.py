@@ -10,6 +10,7 @@
     interrupt.py         Ctrl-C and SIGTERM: stop, save, exit 130/143
     ray_output.py        Ray Tune's own output off (unless --verbose): the progress display says it
     budget.py            the time, epoch and GPU budgets kept while the sweep runs
+    budget_hooks.py      the searcher that draws while a budget holds, the callback that ends it at once
     result_record.py     result.json and params.json written per result; the budget of own-code failures
     tracker_callbacks.py MLflow and W&B callbacks (mlflow_runs.py: MLflow's, imported only when used)
     extend.py            a finished sweep grown by more trials

@@ -29,7 +29,8 @@ from torchmate_ray.tune.search.choices import (DEFAULT_SEARCHER, DRAWS_FROM_POIN
                                         read_choice)
 from torchmate_ray.tune.search.domains import find_domains
 from torchmate_ray.tune.search.space import SearchSpace, sample_configs
-from torchmate_ray.tune.sweep.budget import BudgetedSearch, BudgetEnd, SweepBudget, build_budget, open_budget
+from torchmate_ray.tune.sweep.budget import SweepBudget, build_budget, open_budget
+from torchmate_ray.tune.sweep.budget_hooks import BudgetedSearch, BudgetEnd
 from torchmate_ray.tune.sweep.extend import earlier_trials
 from torchmate_ray.tune.sweep.interrupt import Interruption
 from torchmate_ray.tune.sweep.local_ray import EarlyRay, LocalRay, connect_ray
@@ -129,6 +130,8 @@ def run_sweep(space: SearchSpace, plan: ResourcePlan, experiment: Experiment, re
         tuner = (restore_tuner(path, trainable, param_space, run_config, retry_errored) if experiment.resume else
                  tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config))
         results = tuner.fit()
+    if budget is not None:
+        budget.flush()
     progress = find_progress(run_config)
     return SweepRun(results, path, plan, time.monotonic() - started,
                     first_result_at=progress.first_result_at if progress else None, ended_at=time.time(),
