@@ -95,7 +95,7 @@ def run_tune(args: argparse.Namespace, early_ray: EarlyRay | None, started_at: f
     """tune_main once the command line is read (and Ray started, ``early_ray``): the sweep (sweep/workflow.py), what
     it tells the user, and the exit code."""
     from torchmate_ray.tune.sweep.interrupt import StoppedAtOnce, exit_code
-    from torchmate_ray.tune.sweep.workflow import run_tune as run_sweep_command
+    from torchmate_ray.tune.sweep.workflow import run_sweep_command
 
     try:
         outcome = run_sweep_command(args, early_ray, started_at)

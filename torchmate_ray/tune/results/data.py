@@ -22,6 +22,7 @@ from torchmate_ray.tune.records.files import SUMMARY_FILE, read_json_object
 from torchmate_ray.tune.records.rows import TrialRow, count_statuses, format_value, rank_trials, score_label
 from torchmate_ray.tune.results.confirmed_ranking import (ConfirmedConfig, rank_confirmed, read_confirm_record,
                                                             sweep_winner)
+from torchmate_ray.tune.search.budget_settings import summarize_budget
 from torchmate_ray.tune.search.choices import SCHEDULERS, list_milestones, read_choice
 from torchmate_ray.tune.search.domains import find_domains, varied_paths
 from torchmate_ray.tune.search.space import SearchSpace
@@ -89,6 +90,7 @@ class ReportData:
     interrupted_by: str | None = None  # "SIGINT" or "SIGTERM": the sweep was stopped before its trials ended
     disk_bytes: int = 0             # what the experiment's files take (export.measure_disk), once they are written
     confirmed: list[ConfirmedConfig] = field(default_factory=list)  # a confirmed sweep's configs, best mean first
+    budget: dict[str, Any] | None = None  # budget_settings.summarize_budget's (None: the sweep had no budget)
 
     @property
     def complete(self) -> bool:
@@ -166,7 +168,8 @@ def build_report_data(directory: str | Path, space: SearchSpace | None = None,
         trials=rank_trials(trials, space.settings.mode), seconds=seconds, params=build_param_axes(space, trials),
         rungs=build_rungs(space, trials), compute=build_compute_account(space, trials, seconds),
         interrupted_by=interrupted_by,
-        confirmed=rank_confirmed(trials, read_confirm_record(directory), space.max_epochs, space.settings.mode))
+        confirmed=rank_confirmed(trials, read_confirm_record(directory), space.max_epochs, space.settings.mode),
+        budget=summarize_budget(directory, space.num_trials))
 
 
 def build_rungs(space: SearchSpace, trials: list[TrialRow]) -> list[Rung]:

@@ -24,7 +24,7 @@ from torchmate_ray.tune.records.rows import TrialRow, format_value
 from torchmate_ray.tune.results.data import ReportData, build_report_data
 from torchmate_ray.tune.results.export import format_bytes, measure_disk
 from torchmate_ray.tune.results.plots import plot_comparison_curves, render_plots, render_png
-from torchmate_ray.tune.search.budget_settings import format_budget, summarize_budget
+from torchmate_ray.tune.search.budget_settings import format_budget
 
 if TYPE_CHECKING:
     from torchmate_ray.tune.search.space import SearchSpace
@@ -97,7 +97,7 @@ def summary_rows(data: ReportData) -> list[tuple[str, str]]:
         rows += [(f"best {axis.path}", _short(best.params.get(axis.path))) for axis in data.params]
     rows += [(f"confirmed #{rank}", f"{config.trial_id}: {data.score_label} = {config.mean:.4f} ± {config.std:.4f} "
               f"over {len(config.values)} runs ({', '.join(config.trials)})") for rank, config in enumerate(data.confirmed, 1)]
-    budget = summarize_budget(data.directory, data.space.num_trials)
+    budget = data.budget
     if budget:  # its limits and spending, what ended the sweep, the trials cut and not started
         rows.append(("budget", format_budget(budget).removeprefix("budget: ")))
     rows.append(("disk used", f"{format_bytes(data.disk_bytes)} ({data.disk_bytes:,} bytes)"))

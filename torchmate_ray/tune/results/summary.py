@@ -22,7 +22,6 @@ from torchmate_ray.tune.records.files import (BEST_DIR, CONFIG_FILE, LEADERBOARD
 from torchmate_ray.tune.records.rows import ENDED, TrialRow, count_statuses, format_value, score_label
 from torchmate_ray.tune.results.data import ReportData
 from torchmate_ray.tune.results.export import export_best, format_bytes, measure_disk
-from torchmate_ray.tune.search.budget_settings import summarize_budget
 from torchmate_ray.tune.search.domains import varied_paths
 
 if TYPE_CHECKING:
@@ -47,7 +46,7 @@ def write_results(data: ReportData, wall_seconds: float, timings: Mapping[str, f
         "wall_seconds": round(wall_seconds, 1),
         **({"timings": dict(timings)} if timings else {}),
         "errors": {r.trial_id: r.error for r in rows if r.error},
-        "budget": summarize_budget(directory, space.num_trials),
+        "budget": data.budget,
         **({"confirmed": [config.as_dict() for config in confirmed], "best_mean": confirmed[0].mean,
             "best_std": confirmed[0].std} if confirmed else {}),
         **write_best(best, space, directory),

@@ -40,7 +40,7 @@ class SweepOutcome:
     interrupted_by: str | None
 
 
-def run_tune(args: argparse.Namespace, early_ray: EarlyRay | None, started_at: float) -> SweepOutcome | None:
+def run_sweep_command(args: argparse.Namespace, early_ray: EarlyRay | None, started_at: float) -> SweepOutcome | None:
     """The sweep the command line asks for (``args``: ``torchmate-tune``'s, Ray started early as ``early_ray``), and
     its report; None for a dry run (its plan is printed). Raises ConfigError for bad input (nothing was written), and
     StoppedAtOnce, with ``directory`` set, for a second Ctrl-C."""
